@@ -1,0 +1,482 @@
+//! A small, allocation-free JSON scanner: just enough to read a Phoenix envelope once, validate
+//! the payload and remember where it lies, without building a value tree.
+
+use super::DecodeError;
+
+/// Deepest nesting accepted in a payload: the most serde_json's default recursion limit admits,
+/// so any payload that passes here can also be decoded by [`crate::Payload::decode`].
+pub(crate) const MAX_DEPTH: usize = 127;
+
+/// A JSON string found by the scanner: the byte range of its contents (without quotes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StrSpan {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    /// The contents hold at least one backslash escape and must be unescaped before use.
+    pub(crate) escaped: bool,
+}
+
+pub(crate) struct Scanner<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// Checks that `buf` is exactly one JSON value, optionally surrounded by white space.
+pub(crate) fn validate_value(buf: &[u8]) -> Result<(), DecodeError> {
+    let mut s = Scanner::new(buf);
+    s.value()?;
+    s.end()
+}
+
+/// What kind of JSON value starts with this byte, for error messages.
+pub(crate) fn kind_name(b: Option<u8>) -> &'static str {
+    match b {
+        None => "end of input",
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(b'-' | b'0'..=b'9') => "a number",
+        Some(_) => "an invalid character",
+    }
+}
+
+impl<'a> Scanner<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Moves to `pos`, a position an earlier scan returned.
+    pub(crate) fn seek(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
+    fn syntax(&self, reason: &'static str) -> DecodeError {
+        DecodeError::Syntax {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.buf.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// The next byte after white space, without consuming it.
+    #[inline]
+    pub(crate) fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.buf.get(self.pos).copied()
+    }
+
+    #[inline]
+    pub(crate) fn bump(&mut self) {
+        self.pos += 1;
+    }
+
+    /// Consumes `b` (after white space) or fails with `reason`.
+    #[inline]
+    pub(crate) fn expect(&mut self, b: u8, reason: &'static str) -> Result<(), DecodeError> {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.syntax(reason))
+        }
+    }
+
+    /// Only white space may follow.
+    pub(crate) fn end(&mut self) -> Result<(), DecodeError> {
+        self.skip_ws();
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(DecodeError::Trailing { offset: self.pos })
+        }
+    }
+
+    /// Consumes the literal `null` if it comes next.
+    #[inline]
+    pub(crate) fn null(&mut self) -> Result<bool, DecodeError> {
+        if self.peek() == Some(b'n') {
+            self.literal(b"null")?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), DecodeError> {
+        let end = self.pos + word.len();
+        if self.buf.get(self.pos..end) == Some(word) {
+            self.pos = end;
+            Ok(())
+        } else {
+            Err(self.syntax("invalid literal"))
+        }
+    }
+
+    /// Reads a string starting at the next non-space byte, which must be `"`.
+    #[inline]
+    pub(crate) fn string(&mut self) -> Result<StrSpan, DecodeError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.syntax("expected a string"));
+        }
+        self.pos += 1;
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            // Fast path: run over plain bytes.
+            while let Some(&b) = self.buf.get(self.pos) {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            match self.buf.get(self.pos) {
+                Some(b'"') => {
+                    let end = self.pos;
+                    self.pos += 1;
+                    return Ok(StrSpan {
+                        start,
+                        end,
+                        escaped,
+                    });
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.pos += 1;
+                    match self.buf.get(self.pos) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 1;
+                        }
+                        Some(b'u') => {
+                            self.pos += 1;
+                            for _ in 0..4 {
+                                match self.buf.get(self.pos) {
+                                    Some(b) if b.is_ascii_hexdigit() => self.pos += 1,
+                                    _ => return Err(self.syntax("invalid \\u escape")),
+                                }
+                            }
+                        }
+                        _ => return Err(self.syntax("invalid escape")),
+                    }
+                }
+                Some(_) => return Err(self.syntax("control character in string")),
+                None => return Err(self.syntax("unterminated string")),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<(), DecodeError> {
+        if self.buf.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        match self.buf.get(self.pos) {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.syntax("invalid number")),
+        }
+        if self.buf.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            if !matches!(self.buf.get(self.pos), Some(b'0'..=b'9')) {
+                return Err(self.syntax("invalid number"));
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.buf.get(self.pos) {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.buf.get(self.pos) {
+                self.pos += 1;
+            }
+            if !matches!(self.buf.get(self.pos), Some(b'0'..=b'9')) {
+                return Err(self.syntax("invalid number"));
+            }
+            self.digits();
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.buf.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// Reads and validates one value of any kind, returning its byte range.
+    ///
+    /// Iterative, with the container stack kept in a 128-bit set, so hostile nesting costs
+    /// neither recursion nor allocation.
+    pub(crate) fn value(&mut self) -> Result<(usize, usize), DecodeError> {
+        self.skip_ws();
+        let start = self.pos;
+        // Bit i of `objects` is set when the container at depth i is an object.
+        let mut objects: u128 = 0;
+        let mut depth: usize = 0;
+        'value: loop {
+            match self.peek() {
+                Some(b'{') | Some(b'[') => {
+                    let is_object = self.buf.get(self.pos) == Some(&b'{');
+                    if depth == MAX_DEPTH {
+                        return Err(DecodeError::TooDeep {
+                            limit: MAX_DEPTH,
+                            offset: self.pos,
+                        });
+                    }
+                    self.pos += 1;
+                    if is_object {
+                        objects |= 1u128 << depth;
+                    } else {
+                        objects &= !(1u128 << depth);
+                    }
+                    depth += 1;
+                    let close = if is_object { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.pos += 1;
+                        depth -= 1;
+                    } else {
+                        if is_object {
+                            self.string()?;
+                            self.expect(b':', "expected ':' after object key")?;
+                        }
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(_) => return Err(self.syntax("expected a value")),
+                None => return Err(self.syntax("unexpected end of input")),
+            }
+            // A value is complete: close containers or move to the next element.
+            loop {
+                if depth == 0 {
+                    return Ok((start, self.pos));
+                }
+                let in_object = objects & (1u128 << (depth - 1)) != 0;
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if in_object {
+                            self.string()?;
+                            self.expect(b':', "expected ':' after object key")?;
+                        }
+                        continue 'value;
+                    }
+                    Some(b'}') if in_object => {
+                        self.pos += 1;
+                        depth -= 1;
+                    }
+                    Some(b']') if !in_object => {
+                        self.pos += 1;
+                        depth -= 1;
+                    }
+                    Some(_) => {
+                        return Err(self.syntax(if in_object {
+                            "expected ',' or '}'"
+                        } else {
+                            "expected ',' or ']'"
+                        }));
+                    }
+                    None => return Err(self.syntax("unexpected end of input")),
+                }
+            }
+        }
+    }
+}
+
+/// Decodes the contents of a JSON string that holds escapes.
+pub(crate) fn unescape(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let esc = *raw.get(i + 1)?;
+        i += 2;
+        let c = match esc {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = hex4(raw.get(i..i + 4)?)?;
+                i += 4;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    // A high surrogate must be followed by an escaped low surrogate.
+                    if raw.get(i..i + 2) != Some(b"\\u") {
+                        return None;
+                    }
+                    let lo = hex4(raw.get(i + 2..i + 6)?)?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return None;
+                    }
+                    i += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    hi
+                };
+                char::from_u32(code)?
+            }
+            _ => return None,
+        };
+        let mut tmp = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex4(digits: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &d in digits {
+        v = v * 16 + (d as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// Appends `s` as a JSON string literal, escaping as `JSON.stringify` does (and so as
+/// serde_json does): `"` and `\`, the short forms `\b \f \n \r \t`, other control characters as
+/// `\u00xx` in lowercase hex; everything else verbatim.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut plain_from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(plain_from..i).unwrap_or_default());
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            // Both indices are nibbles, below 16.
+            #[allow(clippy::indexing_slicing)]
+            out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        plain_from = i + 1;
+    }
+    out.extend_from_slice(bytes.get(plain_from..).unwrap_or_default());
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> bool {
+        validate_value(s.as_bytes()).is_ok()
+    }
+
+    #[test]
+    fn accepts_every_kind_of_value() {
+        for s in [
+            "null",
+            "true",
+            "false",
+            "0",
+            "-0.5e+10",
+            "12E3",
+            r#""a\"b\\c\/\u00e9""#,
+            "[]",
+            "{}",
+            r#"{"a":[1,{"b":[]},"x"],"c":{}}"#,
+            " [ 1 , 2 ] ",
+        ] {
+            assert!(ok(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        for s in [
+            "",
+            "nul",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "[1,]",
+            "[1 2]",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "{1:2}",
+            "[}",
+            "{]",
+            "\"abc",
+            "\"\\x\"",
+            "\"\\u12g4\"",
+            "\"a\u{1}b\"",
+            "[1] x",
+        ] {
+            assert!(!ok(s), "{s:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn rejects_nesting_beyond_the_serde_limit_without_recursion() {
+        let deep = "[".repeat(100_000);
+        assert!(matches!(
+            validate_value(deep.as_bytes()),
+            Err(DecodeError::TooDeep { limit: 127, .. })
+        ));
+        let fits = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        assert!(ok(&fits));
+        let v: serde_json::Value = serde_json::from_str(&fits).unwrap();
+        assert!(v.is_array());
+        let over = format!("{}{}", "[".repeat(128), "]".repeat(128));
+        assert!(!ok(&over));
+    }
+
+    #[test]
+    fn unescape_handles_surrogate_pairs_and_rejects_lone_ones() {
+        assert_eq!(unescape(br"a\nb\u00e9\ud83d\ude00").unwrap(), "a\nbé😀");
+        assert!(unescape(br"\ud83d").is_none());
+        assert!(unescape(br"\ude00").is_none());
+    }
+
+    #[test]
+    fn write_str_escapes_like_serde_json() {
+        for s in [
+            "plain",
+            "quote\"back\\slash",
+            "ctl\u{1}\u{1f}\n\t\r\u{8}\u{c}",
+            "é/😀",
+        ] {
+            let mut out = Vec::new();
+            write_str(&mut out, s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+    }
+}

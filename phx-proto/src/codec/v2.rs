@@ -1,0 +1,204 @@
+//! The V2 serializer (`vsn=2.0.0`): JSON arrays in text frames, and binary frames.
+
+use bytes::Bytes;
+
+use super::json::{self, Scanner};
+use super::{
+    DecodeError, EncodeError, Frame, Message, PHX_REPLY, Serializer, ServerSerializer, binary,
+    opt_string_field, reply_fields, string_field, write_opt_str, write_reply_payload,
+};
+use crate::payload::{ByteStr, Payload};
+
+/// The V2 format, Phoenix's default since 1.3 and the only one with binary frames:
+/// `[join_ref, ref, topic, event, payload]` in text frames, and the binary layouts described in
+/// the [module docs](crate::codec).
+///
+/// ```
+/// use phx_proto::{Frame, Message, Payload, Serializer, V2Json};
+/// let frame = Frame::Text(r#"["1","2","room:1","phx_reply",{"response":{"n":1},"status":"ok"}]"#.into());
+/// let msg = V2Json.decode(&frame).unwrap();
+/// assert_eq!(msg.status.as_deref(), Some("ok"));
+/// assert_eq!(msg.payload.as_bytes().as_ref(), br#"{"n":1}"#);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct V2Json;
+
+impl V2Json {
+    /// The `vsn` this format answers to.
+    pub const VSN: &'static str = "2.0.0";
+}
+
+fn separator(s: &mut Scanner<'_>, found: usize) -> Result<(), DecodeError> {
+    match s.peek() {
+        Some(b',') => {
+            s.bump();
+            Ok(())
+        }
+        Some(b']') => Err(DecodeError::Arity { found }),
+        _ => Err(DecodeError::Syntax {
+            offset: s.pos(),
+            reason: "expected ',' or ']'",
+        }),
+    }
+}
+
+/// Decodes `[join_ref, ref, topic, event, payload]`. With `replies`, a `phx_reply` payload is
+/// split into status and response (the server → client direction).
+fn decode_text(frame: &Bytes, replies: bool) -> Result<Message, DecodeError> {
+    let mut s = Scanner::new(frame);
+    match s.peek() {
+        Some(b'[') => s.bump(),
+        None if frame.is_empty() => return Err(DecodeError::Empty),
+        found => {
+            return Err(DecodeError::NotEnvelope {
+                expected: "a JSON array",
+                found: json::kind_name(found),
+            });
+        }
+    }
+    if s.peek() == Some(b']') {
+        return Err(DecodeError::Arity { found: 0 });
+    }
+    let join_ref = opt_string_field(&mut s, frame, "join_ref")?;
+    separator(&mut s, 1)?;
+    let ref_ = opt_string_field(&mut s, frame, "ref")?;
+    separator(&mut s, 2)?;
+    let topic = string_field(&mut s, frame, "topic")?;
+    separator(&mut s, 3)?;
+    let event = string_field(&mut s, frame, "event")?;
+    separator(&mut s, 4)?;
+    let (payload, status) = if replies && event == PHX_REPLY {
+        let (status, (a, b)) = reply_fields(&mut s, frame)?;
+        (Payload::json_unchecked(frame.slice(a..b)), Some(status))
+    } else {
+        let (a, b) = s.value()?;
+        (Payload::json_unchecked(frame.slice(a..b)), None)
+    };
+    match s.peek() {
+        Some(b']') => s.bump(),
+        Some(b',') => {
+            let mut found = 5;
+            while s.peek() == Some(b',') {
+                s.bump();
+                s.value()?;
+                found += 1;
+            }
+            s.expect(b']', "expected ',' or ']'")?;
+            return Err(DecodeError::Arity { found });
+        }
+        _ => {
+            return Err(DecodeError::Syntax {
+                offset: s.pos(),
+                reason: "expected ',' or ']'",
+            });
+        }
+    }
+    s.end()?;
+    Ok(Message {
+        join_ref,
+        ref_,
+        topic,
+        event,
+        payload,
+        status,
+    })
+}
+
+/// Writes `[join_ref, ref, topic, event, payload]`.
+fn encode_text(
+    join_ref: Option<&ByteStr>,
+    ref_: Option<&ByteStr>,
+    topic: &str,
+    event: &str,
+    payload: &[u8],
+    status: Option<&ByteStr>,
+) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + topic.len() + event.len() + 64);
+    out.push(b'[');
+    write_opt_str(&mut out, join_ref);
+    out.push(b',');
+    write_opt_str(&mut out, ref_);
+    out.push(b',');
+    json::write_str(&mut out, topic);
+    out.push(b',');
+    json::write_str(&mut out, event);
+    out.push(b',');
+    match status {
+        Some(status) => write_reply_payload(&mut out, status, payload),
+        None => out.extend_from_slice(payload),
+    }
+    out.push(b']');
+    Bytes::from(out)
+}
+
+impl Serializer for V2Json {
+    fn vsn(&self) -> &str {
+        Self::VSN
+    }
+
+    fn encode(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        if msg.status.is_some() {
+            return Err(EncodeError::ClientReply);
+        }
+        if msg.payload.is_binary() {
+            return binary::encode_client_push(msg).map(Frame::Binary);
+        }
+        Ok(Frame::Text(encode_text(
+            msg.join_ref.as_ref(),
+            msg.ref_.as_ref(),
+            &msg.topic,
+            &msg.event,
+            msg.payload.as_bytes(),
+            None,
+        )))
+    }
+
+    fn decode(&self, frame: &Frame) -> Result<Message, DecodeError> {
+        match frame {
+            Frame::Text(b) => decode_text(b, true),
+            Frame::Binary(b) => binary::decode_from_server(b),
+        }
+    }
+}
+
+impl ServerSerializer for V2Json {
+    fn encode_to_client(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        if msg.payload.is_binary() {
+            return binary::encode_server_message(msg).map(Frame::Binary);
+        }
+        Ok(Frame::Text(encode_text(
+            msg.join_ref.as_ref(),
+            msg.ref_.as_ref(),
+            &msg.topic,
+            &msg.event,
+            msg.payload.as_bytes(),
+            msg.status.as_ref(),
+        )))
+    }
+
+    fn encode_broadcast(
+        &self,
+        topic: &str,
+        event: &str,
+        payload: &Payload,
+    ) -> Result<Frame, EncodeError> {
+        if payload.is_binary() {
+            return binary::encode_broadcast(topic, event, payload).map(Frame::Binary);
+        }
+        Ok(Frame::Text(encode_text(
+            None,
+            None,
+            topic,
+            event,
+            payload.as_bytes(),
+            None,
+        )))
+    }
+
+    fn decode_from_client(&self, frame: &Frame) -> Result<Message, DecodeError> {
+        match frame {
+            Frame::Text(b) => decode_text(b, false),
+            Frame::Binary(b) => binary::decode_from_client(b),
+        }
+    }
+}
