@@ -1,0 +1,1305 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::backoff::Backoff;
+use crate::codec::V1Json;
+use crate::config::ConfigBuilder;
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Drives a socket with explicit instants and records everything it outputs.
+struct T {
+    s: Socket,
+    start: Instant,
+    now: Instant,
+    conn: Option<ConnectionId>,
+    frames: Vec<String>,
+    closes: Vec<(u16, &'static str)>,
+    connects: Vec<ConnectRequest>,
+    events: Vec<Event>,
+}
+
+fn config() -> ConfigBuilder {
+    Config::builder("ws://example.com/socket").unwrap()
+}
+
+impl T {
+    fn new() -> Self {
+        Self::with(config())
+    }
+
+    fn with(b: ConfigBuilder) -> Self {
+        Self::starting_at(b, Instant::now())
+    }
+
+    fn starting_at(b: ConfigBuilder, start: Instant) -> Self {
+        Self {
+            s: Socket::new(b.build().unwrap(), start),
+            start,
+            now: start,
+            conn: None,
+            frames: Vec::new(),
+            closes: Vec::new(),
+            connects: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(t) = self.s.poll_transmit() {
+            match t {
+                Transmit::Connect { conn, request } => {
+                    self.conn = Some(conn);
+                    self.connects.push(request);
+                }
+                Transmit::Frame(Frame::Text(b)) => {
+                    self.frames.push(String::from_utf8(b.to_vec()).unwrap())
+                }
+                Transmit::Frame(Frame::Binary(b)) => self.frames.push(format!("bin:{b:02x?}")),
+                Transmit::Close { code, reason, .. } => self.closes.push((code, reason)),
+            }
+        }
+        while let Some(e) = self.s.poll_event() {
+            self.events.push(e);
+        }
+        self.s.check_invariants().unwrap();
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.start + MS(ms)
+    }
+
+    /// Moves the clock to `start + ms` and fires due timers.
+    fn advance_to(&mut self, ms: u64) {
+        self.advance_to_instant(self.at(ms));
+    }
+
+    fn advance_to_instant(&mut self, at: Instant) {
+        self.now = at;
+        self.s.handle_timeout(self.now);
+        self.drain();
+        if let Some(t) = self.s.poll_timeout() {
+            assert!(
+                t > self.now,
+                "poll_timeout in the past after handle_timeout"
+            );
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.advance_to_instant(self.now + d);
+    }
+
+    fn connect(&mut self) {
+        self.s.connect(self.now);
+        self.drain();
+    }
+
+    fn opened(&mut self) {
+        let conn = self.conn.unwrap();
+        self.s.handle_connected(self.now, conn);
+        self.drain();
+    }
+
+    fn open(&mut self) {
+        self.connect();
+        self.opened();
+    }
+
+    fn closed(&mut self, reason: CloseReason) {
+        let conn = self.conn.unwrap();
+        self.s.handle_closed(self.now, conn, reason);
+        self.drain();
+    }
+
+    fn recv(&mut self, text: &str) {
+        let conn = self.conn.unwrap();
+        self.s
+            .handle_frame(self.now, conn, Frame::Text(text.to_owned().into()))
+            .unwrap();
+        self.drain();
+    }
+
+    fn join(&mut self, topic: &str) -> ChannelId {
+        let id = self.s.join(self.now, topic, Payload::empty()).unwrap();
+        self.drain();
+        id
+    }
+
+    fn push(&mut self, ch: ChannelId, event: &str) -> PushRef {
+        let r = self
+            .s
+            .push(self.now, ch, event, Payload::empty(), None)
+            .unwrap();
+        self.drain();
+        r
+    }
+
+    fn take_frames(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.frames)
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Joins `topic` on an open socket and answers the join with ok.
+    fn joined(&mut self, topic: &str) -> ChannelId {
+        let id = self.join(topic);
+        let jr = self.s.channel(id).unwrap().join_ref().unwrap().to_owned();
+        self.recv(&ok_reply(&jr, &jr, topic, "{}"));
+        id
+    }
+}
+
+fn ok_reply(join_ref: &str, r: &str, topic: &str, response: &str) -> String {
+    format!(r#"["{join_ref}","{r}","{topic}","phx_reply",{{"response":{response},"status":"ok"}}]"#)
+}
+
+fn reply(join_ref: &str, r: &str, topic: &str, status: &str, response: &str) -> String {
+    format!(
+        r#"["{join_ref}","{r}","{topic}","phx_reply",{{"response":{response},"status":"{status}"}}]"#
+    )
+}
+
+fn joined_events(events: &[Event]) -> Vec<(ChannelId, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Joined {
+                channel, rejoin, ..
+            } => Some((*channel, *rejoin)),
+            _ => None,
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ socket lifecycle
+
+#[test]
+fn connect_dials_the_endpoint_and_reports_connected() {
+    let mut t = T::with(config().param("token", "abc"));
+    assert_eq!(t.s.state(), SocketState::Disconnected);
+    t.connect();
+    assert_eq!(t.s.state(), SocketState::Connecting);
+    assert_eq!(
+        t.connects[0].url(),
+        "ws://example.com/socket/websocket?token=abc&vsn=2.0.0"
+    );
+    assert!(t.connects[0].subprotocols().is_empty());
+    t.opened();
+    assert_eq!(t.s.state(), SocketState::Connected);
+    let conn = t.conn.unwrap();
+    assert_eq!(
+        t.take_events(),
+        [
+            Event::Connecting { conn, attempt: 1 },
+            Event::Connected { conn }
+        ]
+    );
+    // A second connect while open does nothing.
+    t.connect();
+    assert_eq!(t.connects.len(), 1);
+}
+
+#[test]
+fn auth_token_is_offered_as_subprotocols() {
+    let mut t = T::with(config().auth_token("secret"));
+    t.connect();
+    assert_eq!(
+        t.connects[0].subprotocols(),
+        ["phoenix", "base64url.bearer.phx.c2VjcmV0"]
+    );
+}
+
+#[test]
+fn param_and_token_updates_apply_to_the_next_connect() {
+    let mut t = T::with(config().secret_param("token", "old"));
+    t.open();
+    t.s.set_secret_param("token", "new");
+    t.s.set_auth_token(Some("tok".into()));
+    t.closed(CloseReason::Error("reset".into()));
+    t.advance_to(10);
+    let req = t.connects.last().unwrap();
+    assert_eq!(
+        req.url(),
+        "ws://example.com/socket/websocket?token=new&vsn=2.0.0"
+    );
+    assert_eq!(req.subprotocols().len(), 2);
+    assert!(!format!("{req:?}").contains("new&"));
+    assert!(t.s.set_endpoint("gopher://x").is_err());
+    t.s.set_endpoint("wss://other.example/live").unwrap();
+    assert!(
+        t.s.connect_request()
+            .url()
+            .starts_with("wss://other.example/live/websocket?")
+    );
+}
+
+#[test]
+fn reconnect_follows_the_phoenix_schedule_then_five_seconds() {
+    let mut t = T::new();
+    t.connect();
+    let mut at = 0;
+    let mut delays = Vec::new();
+    for _ in 0..11 {
+        t.closed(CloseReason::Error("refused".into()));
+        let Some(Event::Disconnected {
+            reconnect_delay: Some(d),
+            reconnect_at: Some(when),
+            ..
+        }) = t
+            .take_events()
+            .into_iter()
+            .find(|e| matches!(e, Event::Disconnected { .. }))
+        else {
+            panic!("expected a scheduled reconnect")
+        };
+        assert_eq!(when, t.at(at) + d);
+        delays.push(d.as_millis() as u64);
+        at += d.as_millis() as u64;
+        assert_eq!(t.s.state(), SocketState::Reconnecting);
+        let before = t.connects.len();
+        t.advance_to(at - 1);
+        assert_eq!(t.connects.len(), before, "no dial before the delay");
+        t.advance_to(at);
+        assert_eq!(t.connects.len(), before + 1);
+    }
+    assert_eq!(
+        delays,
+        [10, 50, 100, 150, 200, 250, 500, 1000, 2000, 5000, 5000]
+    );
+    assert_eq!(t.s.stats().reconnects, 11);
+}
+
+#[test]
+fn reconnect_tries_reset_after_a_successful_open() {
+    let mut t = T::new();
+    t.connect();
+    t.closed(CloseReason::Error("x".into()));
+    t.advance_to(10);
+    t.closed(CloseReason::Error("x".into()));
+    t.advance_to(60);
+    t.opened();
+    t.take_events();
+    t.closed(CloseReason::Closed {
+        code: 1011,
+        reason: String::new(),
+    });
+    assert!(t.take_events().iter().any(|e| matches!(
+        e,
+        Event::Disconnected { reconnect_delay: Some(d), .. } if *d == MS(10)
+    )));
+}
+
+#[test]
+fn refused_handshake_keeps_backing_off_and_says_refused() {
+    let mut t = T::new();
+    t.connect();
+    t.closed(CloseReason::Refused { status: 403 });
+    let ev = t.take_events();
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            reason: DisconnectReason::Transport(CloseReason::Refused { status: 403 }),
+            reconnect_at: Some(_),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn server_close_1000_does_not_reconnect_but_connect_works_again() {
+    let mut t = T::new();
+    t.open();
+    let lobby = t.joined("room:lobby");
+    t.take_events();
+    t.closed(CloseReason::Closed {
+        code: 1000,
+        reason: String::new(),
+    });
+    assert_eq!(t.s.state(), SocketState::Disconnected);
+    let ev = t.take_events();
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            reconnect_at: None,
+            ..
+        }
+    )));
+    assert_eq!(t.s.channel(lobby).unwrap().state(), ChannelState::Errored);
+    t.advance_to(60_000);
+    assert_eq!(t.connects.len(), 1);
+    // The application decides to come back: channels rejoin.
+    t.take_frames();
+    t.open();
+    assert_eq!(t.take_frames(), [r#"["2","2","room:lobby","phx_join",{}]"#]);
+}
+
+#[test]
+fn normal_close_reconnects_when_configured() {
+    let mut t = T::with(config().reconnect_on_normal_close(true));
+    t.open();
+    t.closed(CloseReason::Closed {
+        code: 1000,
+        reason: String::new(),
+    });
+    assert_eq!(t.s.state(), SocketState::Reconnecting);
+}
+
+#[test]
+fn exponential_backoff_is_jittered_under_its_ceiling_and_replays_by_seed() {
+    let run = |seed| {
+        let mut t = T::with(
+            config()
+                .reconnect(Backoff::exponential(MS(100), SECS(5)))
+                .rng_seed(seed),
+        );
+        t.connect();
+        let mut delays = Vec::new();
+        for n in 0..8u32 {
+            t.closed(CloseReason::Error("x".into()));
+            let d = t
+                .take_events()
+                .into_iter()
+                .find_map(|e| match e {
+                    Event::Disconnected {
+                        reconnect_delay, ..
+                    } => reconnect_delay,
+                    _ => None,
+                })
+                .unwrap();
+            assert!(d <= MS(100 * (1 << n)).min(SECS(5)));
+            delays.push(d);
+            t.advance(d);
+        }
+        delays
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
+#[test]
+fn gives_up_after_max_attempts_and_fails_buffered_pushes() {
+    let mut t = T::with(config().max_reconnect_attempts(3));
+    let lobby = t.join("room:lobby");
+    let p = t.push(lobby, "ping");
+    t.connect();
+    for _ in 0..2 {
+        t.closed(CloseReason::Error("x".into()));
+        let d = t.s.poll_timeout().unwrap();
+        t.advance_to((d - t.start).as_millis() as u64);
+    }
+    t.take_events();
+    t.closed(CloseReason::Error("x".into()));
+    let ev = t.take_events();
+    assert!(ev.contains(&Event::ReconnectGaveUp { attempts: 3 }));
+    assert!(ev.contains(&Event::PushFailed {
+        channel: lobby,
+        push_ref: p,
+        reason: PushFailure::Disconnected
+    }));
+    assert_eq!(t.s.state(), SocketState::Disconnected);
+    // connect() starts a new series.
+    t.connect();
+    assert_eq!(t.s.state(), SocketState::Connecting);
+}
+
+#[test]
+fn connect_timeout_abandons_the_attempt_and_retries() {
+    let mut t = T::with(config().connect_timeout(SECS(5)));
+    t.connect();
+    t.advance_to(4_999);
+    assert!(t.closes.is_empty());
+    t.advance_to(5_000);
+    assert_eq!(t.closes, [(1000, "connect timeout")]);
+    assert!(t.take_events().iter().any(|e| matches!(
+        e,
+        Event::Disconnected {
+            reason: DisconnectReason::ConnectTimeout,
+            reconnect_at: Some(_),
+            ..
+        }
+    )));
+    // A late "connected" for the abandoned attempt is ignored.
+    let old = t.conn.unwrap();
+    t.s.handle_connected(t.now, old);
+    t.drain();
+    assert_eq!(t.s.state(), SocketState::Reconnecting);
+}
+
+#[test]
+fn inputs_for_an_old_connection_are_ignored() {
+    let mut t = T::new();
+    t.open();
+    let old = t.conn.unwrap();
+    t.closed(CloseReason::Error("x".into()));
+    t.advance_to(10);
+    t.opened();
+    t.take_events();
+    t.s.handle_closed(t.now, old, CloseReason::Error("late".into()));
+    t.s.handle_frame(t.now, old, Frame::Text("garbage".into()))
+        .unwrap();
+    t.drain();
+    assert!(t.take_events().is_empty());
+    assert_eq!(t.s.state(), SocketState::Connected);
+}
+
+// ------------------------------------------------------------------ heartbeat
+
+#[test]
+fn heartbeat_is_sent_every_interval_after_the_reply_and_reports_rtt() {
+    let mut t = T::new();
+    t.open();
+    t.advance_to(29_999);
+    assert!(t.take_frames().is_empty());
+    t.advance_to(30_000);
+    assert_eq!(t.take_frames(), [r#"[null,"1","phoenix","heartbeat",{}]"#]);
+    t.now = t.at(30_040);
+    t.recv(r#"[null,"1","phoenix","phx_reply",{"response":{},"status":"ok"}]"#);
+    assert!(t.take_events().contains(&Event::Heartbeat { rtt: MS(40) }));
+    assert_eq!(t.s.stats().last_rtt, Some(MS(40)));
+    // Next one 30 s after the reply, not after the send.
+    assert_eq!(t.s.poll_timeout(), Some(t.at(60_040)));
+    t.advance_to(60_040);
+    assert_eq!(t.take_frames(), [r#"[null,"2","phoenix","heartbeat",{}]"#]);
+}
+
+#[test]
+fn missed_heartbeat_closes_errors_channels_and_reconnects() {
+    let mut t = T::new();
+    t.open();
+    let lobby = t.joined("room:lobby");
+    t.take_events();
+    t.advance_to(30_000); // heartbeat sent, never answered
+    t.advance_to(59_999);
+    assert!(t.closes.is_empty());
+    t.advance_to(60_000);
+    assert_eq!(t.closes, [(1000, "heartbeat timeout")]);
+    let ev = t.take_events();
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, reconnect_delay: Some(d), .. } if *d == MS(10)
+    )));
+    assert!(ev.contains(&Event::ChannelErrored {
+        channel: lobby,
+        reason: ChannelError::ConnectionLost,
+        retry_at: None
+    }));
+    assert_eq!(t.s.stats().heartbeat_timeouts, 1);
+    t.advance_to(60_010);
+    assert_eq!(t.connects.len(), 2);
+}
+
+#[test]
+fn other_traffic_does_not_count_as_heartbeat_reply() {
+    let mut t = T::new();
+    t.open();
+    let lobby = t.joined("room:lobby");
+    t.advance_to(30_000);
+    t.now = t.at(45_000);
+    t.recv(r#"[null,null,"room:lobby","new_msg",{}]"#);
+    t.recv(r#"[null,"99","phoenix","phx_reply",{"response":{},"status":"ok"}]"#);
+    t.advance_to(60_000);
+    assert_eq!(t.closes, [(1000, "heartbeat timeout")]);
+    let _ = lobby;
+}
+
+// ------------------------------------------------------------------ joins
+
+#[test]
+fn join_sends_phx_join_with_join_ref_equal_to_ref() {
+    let mut t = T::new();
+    t.open();
+    t.take_events();
+    let lobby = t.join("room:lobby");
+    assert_eq!(t.take_frames(), [r#"["1","1","room:lobby","phx_join",{}]"#]);
+    assert_eq!(t.s.channel(lobby).unwrap().state(), ChannelState::Joining);
+    t.recv(&ok_reply("1", "1", "room:lobby", r#"{"hello":1}"#));
+    let ev = t.take_events();
+    assert_eq!(
+        ev,
+        [Event::Joined {
+            channel: lobby,
+            response: Payload::from_json(r#"{"hello":1}"#).unwrap(),
+            rejoin: false
+        }]
+    );
+    assert!(t.s.channel(lobby).unwrap().is_joined());
+}
+
+#[test]
+fn join_before_connect_is_sent_when_the_socket_opens() {
+    let mut t = T::new();
+    let lobby = t.join("room:lobby");
+    let chat = t.join("room:chat");
+    assert!(t.take_frames().is_empty());
+    t.open();
+    assert_eq!(
+        t.take_frames(),
+        [
+            r#"["1","1","room:lobby","phx_join",{}]"#,
+            r#"["2","2","room:chat","phx_join",{}]"#
+        ]
+    );
+    let _ = (lobby, chat);
+}
+
+#[test]
+fn duplicate_join_of_a_live_topic_is_a_typed_error() {
+    let mut t = T::new();
+    t.open();
+    let lobby = t.join("room:lobby");
+    let before = t.s.stats();
+    assert_eq!(
+        t.s.join(t.now, "room:lobby", Payload::empty()),
+        Err(JoinError::AlreadyJoined {
+            topic: "room:lobby".into(),
+            channel: lobby
+        })
+    );
+    assert_eq!(t.s.stats(), before);
+    assert!(matches!(
+        t.s.join(t.now, "", Payload::empty()),
+        Err(JoinError::InvalidTopic { .. })
+    ));
+    assert!(matches!(
+        t.s.join(t.now, "phoenix", Payload::empty()),
+        Err(JoinError::InvalidTopic { .. })
+    ));
+}
+
+#[test]
+fn first_join_refused_ends_the_channel_without_retry() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("room:forbidden");
+    let p = t.push(ch, "ping");
+    t.take_frames();
+    t.recv(&reply(
+        "1",
+        "1",
+        "room:forbidden",
+        "error",
+        r#"{"reason":"unauthorized"}"#,
+    ));
+    let ev = t.take_events();
+    assert!(ev.contains(&Event::JoinFailed {
+        channel: ch,
+        status: "error".into(),
+        response: Payload::from_json(r#"{"reason":"unauthorized"}"#).unwrap(),
+        retry_at: None
+    }));
+    assert!(ev.contains(&Event::PushFailed {
+        channel: ch,
+        push_ref: p,
+        reason: PushFailure::JoinFailed
+    }));
+    assert!(t.s.channel(ch).is_none());
+    t.advance_to(60_000);
+    assert!(!t.take_frames().iter().any(|f| f.contains("phx_join")));
+    // The topic is free again.
+    assert!(t.s.join(t.now, "room:forbidden", Payload::empty()).is_ok());
+}
+
+#[test]
+fn unmatched_topic_reply_with_null_join_ref_is_matched_by_ref() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("nope:1");
+    t.recv(r#"[null,"1","nope:1","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#);
+    assert!(t.take_events().iter().any(|e| matches!(
+        e,
+        Event::JoinFailed { channel, retry_at: None, .. } if *channel == ch
+    )));
+}
+
+#[test]
+fn first_join_timeout_sends_a_cancelling_leave_and_ends_the_channel() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("room:slow");
+    t.take_frames();
+    t.advance_to(10_000);
+    assert_eq!(t.take_frames(), [r#"["1","2","room:slow","phx_leave",{}]"#]);
+    assert!(t.take_events().contains(&Event::JoinTimedOut {
+        channel: ch,
+        retry_at: None
+    }));
+    assert!(t.s.channel(ch).is_none());
+    // The late join reply and the leave reply are absorbed.
+    t.recv(&ok_reply("1", "1", "room:slow", "{}"));
+    t.recv(&ok_reply("1", "2", "room:slow", "{}"));
+    assert!(
+        !t.take_events()
+            .iter()
+            .any(|e| matches!(e, Event::Joined { .. }))
+    );
+}
+
+#[test]
+fn join_timeout_counts_from_the_join_call_even_while_disconnected() {
+    let mut t = T::new();
+    let ch = t.join("room:lobby");
+    t.connect();
+    t.advance_to(9_000);
+    t.opened();
+    assert_eq!(t.take_frames(), [r#"["1","1","room:lobby","phx_join",{}]"#]);
+    t.advance_to(10_000);
+    assert!(t.take_events().contains(&Event::JoinTimedOut {
+        channel: ch,
+        retry_at: None
+    }));
+}
+
+// ------------------------------------------------------------------ rejoin
+
+#[test]
+fn channels_rejoin_after_reconnect_with_fresh_join_refs_in_creation_order() {
+    let mut t = T::new();
+    t.open();
+    let a = t.joined("room:a");
+    let b = t.joined("room:b");
+    t.take_frames();
+    t.closed(CloseReason::Error("reset".into()));
+    t.advance_to(10);
+    t.opened();
+    assert_eq!(
+        t.take_frames(),
+        [
+            r#"["3","3","room:a","phx_join",{}]"#,
+            r#"["4","4","room:b","phx_join",{}]"#
+        ]
+    );
+    t.take_events();
+    t.recv(&ok_reply("4", "4", "room:b", "{}"));
+    t.recv(&ok_reply("3", "3", "room:a", "{}"));
+    assert_eq!(joined_events(&t.take_events()), [(b, true), (a, true)]);
+}
+
+#[test]
+fn phx_error_errors_the_channel_and_rejoins_on_the_rejoin_schedule() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    let p = t.push(ch, "crash");
+    t.take_frames();
+    t.take_events();
+    t.recv(r#"["1","1","room:lobby","phx_error",{"reason":"channel_crash"}]"#);
+    let ev = t.take_events();
+    assert!(ev.contains(&Event::PushFailed {
+        channel: ch,
+        push_ref: p,
+        reason: PushFailure::ChannelErrored
+    }));
+    assert!(ev.contains(&Event::ChannelErrored {
+        channel: ch,
+        reason: ChannelError::Server(Payload::from_json(r#"{"reason":"channel_crash"}"#).unwrap()),
+        retry_at: Some(t.at(1000)),
+    }));
+    // Rejoin attempts at 1 s, then (refused) 2 s, 5 s, 10 s later, each with a new join_ref.
+    let mut at = 0;
+    let mut join_refs = Vec::new();
+    for wait in [1000, 2000, 5000, 10_000, 10_000] {
+        at += wait;
+        t.advance_to(at - 1);
+        assert!(t.take_frames().is_empty(), "no rejoin before {at}");
+        t.advance_to(at);
+        let frames = t.take_frames();
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_owned();
+        assert_eq!(
+            frames[0],
+            format!(r#"["{jr}","{jr}","room:lobby","phx_join",{{}}]"#)
+        );
+        join_refs.push(jr.clone());
+        t.recv(&reply(&jr, &jr, "room:lobby", "error", "{}"));
+    }
+    join_refs.dedup();
+    assert_eq!(join_refs.len(), 5);
+    // A successful rejoin resets the schedule.
+    t.advance_to(at + 10_000);
+    let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_owned();
+    t.take_events();
+    t.recv(&ok_reply(&jr, &jr, "room:lobby", "{}"));
+    assert_eq!(joined_events(&t.take_events()), [(ch, true)]);
+}
+
+#[test]
+fn rejoin_timeout_cancels_the_join_and_retries() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.recv(r#"["1","1","room:lobby","phx_error",{}]"#);
+    t.take_frames();
+    t.advance_to(1000);
+    assert_eq!(t.take_frames(), [r#"["2","2","room:lobby","phx_join",{}]"#]);
+    t.advance_to(11_000);
+    assert_eq!(
+        t.take_frames(),
+        [r#"["2","3","room:lobby","phx_leave",{}]"#]
+    );
+    assert!(t.take_events().contains(&Event::JoinTimedOut {
+        channel: ch,
+        retry_at: Some(t.at(13_000))
+    }));
+    assert_eq!(t.s.channel(ch).unwrap().state(), ChannelState::Errored);
+}
+
+#[test]
+fn server_phx_close_ends_the_channel_for_good() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    let p = t.push(ch, "stop");
+    t.take_events();
+    t.recv(r#"["1","1","room:lobby","phx_close",{}]"#);
+    let ev = t.take_events();
+    assert!(ev.contains(&Event::ChannelClosed {
+        channel: ch,
+        reason: ChannelClosed::Server
+    }));
+    assert!(ev.contains(&Event::PushFailed {
+        channel: ch,
+        push_ref: p,
+        reason: PushFailure::ChannelClosed
+    }));
+    assert!(t.s.channel(ch).is_none());
+    t.take_frames();
+    t.advance_to(30_000);
+    assert!(!t.take_frames().iter().any(|f| f.contains("phx_join")));
+}
+
+// ------------------------------------------------------------------ routing
+
+#[test]
+fn no_message_is_delivered_before_the_join_reply() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("room:lobby");
+    t.take_events();
+    t.recv(r#"[null,null,"room:lobby","new_msg",{"early":true}]"#);
+    let ev = t.take_events();
+    assert!(!ev.iter().any(|e| matches!(e, Event::Message { .. })));
+    assert!(ev.contains(&Event::Unexpected(Unexpected::NotJoined {
+        channel: ch,
+        event: "new_msg".into()
+    })));
+    t.recv(&ok_reply("1", "1", "room:lobby", "{}"));
+    t.recv(r#"[null,null,"room:lobby","new_msg",{"late":true}]"#);
+    let ev = t.take_events();
+    assert!(
+        matches!(&ev[..], [Event::Joined { .. }, Event::Message { channel, message }]
+        if *channel == ch && message.payload.as_bytes().as_ref() == br#"{"late":true}"#)
+    );
+}
+
+#[test]
+fn stale_join_ref_messages_are_dropped_and_null_ones_delivered() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:dup");
+    t.recv(r#"["1","1","room:dup","phx_error",{}]"#);
+    t.advance_to(1000);
+    t.recv(&ok_reply("2", "2", "room:dup", "{}"));
+    t.take_events();
+    // Duplicate-join style: the old instance's close arrives after the new join reply.
+    t.recv(r#"["1","1","room:dup","phx_close",{}]"#);
+    t.recv(r#"["1",null,"room:dup","old_push",{}]"#);
+    let ev = t.take_events();
+    assert_eq!(
+        ev,
+        [
+            Event::Unexpected(Unexpected::Stale {
+                channel: ch,
+                event: "phx_close".into()
+            }),
+            Event::Unexpected(Unexpected::Stale {
+                channel: ch,
+                event: "old_push".into()
+            })
+        ]
+    );
+    assert!(t.s.channel(ch).unwrap().is_joined());
+    t.recv(r#"["2",null,"room:dup","current",{}]"#);
+    t.recv(r#"[null,null,"room:dup","broadcast",{}]"#);
+    let delivered: Vec<String> = t
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message { message, .. } => Some(message.event.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, ["current", "broadcast"]);
+    assert_eq!(t.s.stats().stale, 2);
+}
+
+#[test]
+fn v1_filters_a_stale_phx_close_by_its_ref() {
+    let mut t = T::with(config().serializer(V1Json));
+    t.open();
+    let ch = t.join("room:dup");
+    assert_eq!(
+        t.take_frames(),
+        [r#"{"topic":"room:dup","event":"phx_join","payload":{},"ref":"1","join_ref":"1"}"#]
+    );
+    t.recv(r#"{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"1","topic":"room:dup"}"#);
+    t.recv(r#"{"event":"phx_close","payload":{},"ref":"77","topic":"room:dup"}"#);
+    assert!(t.s.channel(ch).unwrap().is_joined());
+    t.recv(r#"{"event":"phx_close","payload":{},"ref":"1","topic":"room:dup"}"#);
+    assert!(t.s.channel(ch).is_none());
+}
+
+#[test]
+fn hostile_input_is_counted_and_reported_and_nothing_is_lost() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    let p = t.push(ch, "ping");
+    t.take_events();
+    let conn = t.conn.unwrap();
+    for garbage in ["", "{", "[1,2]", r#"[null,null,5,"e",{}]"#, "\u{0}\u{1}"] {
+        let e =
+            t.s.handle_frame(t.now, conn, Frame::Text(garbage.to_owned().into()));
+        assert!(e.is_err(), "{garbage:?}");
+    }
+    t.s.handle_frame(t.now, conn, Frame::Binary(vec![9u8, 1, 2].into()))
+        .unwrap_err();
+    t.drain();
+    t.recv(r#"[null,null,"room:unknown","x",{}]"#);
+    t.recv(&ok_reply("1", "999", "room:lobby", "{}"));
+    t.recv(&ok_reply("1", &p.to_string(), "room:other", "{}"));
+    let stats = t.s.stats();
+    assert_eq!(stats.invalid_frames, 6);
+    assert_eq!(stats.unknown_topics, 1);
+    assert_eq!(stats.unknown_refs, 2);
+    let ev = t.take_events();
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, Event::Unexpected(_)))
+            .count(),
+        9
+    );
+    // The push is still pending and its real reply still resolves it.
+    t.recv(&ok_reply(
+        "1",
+        &p.to_string(),
+        "room:lobby",
+        r#"{"pong":1}"#,
+    ));
+    assert!(t.take_events().contains(&Event::Replied {
+        channel: ch,
+        push_ref: p,
+        status: "ok".into(),
+        response: Payload::from_json(r#"{"pong":1}"#).unwrap()
+    }));
+}
+
+// ------------------------------------------------------------------ pushes
+
+#[test]
+fn push_carries_the_current_join_ref_and_its_reply_resolves_exactly_it() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.take_frames();
+    let p1 = t.push(ch, "a");
+    let p2 = t.push(ch, "b");
+    assert_eq!(
+        t.take_frames(),
+        [
+            r#"["1","2","room:lobby","a",{}]"#,
+            r#"["1","3","room:lobby","b",{}]"#
+        ]
+    );
+    t.take_events();
+    // Out of order replies; custom status.
+    t.recv(&reply("1", "3", "room:lobby", "custom", "{}"));
+    t.recv(&reply(
+        "1",
+        "2",
+        "room:lobby",
+        "error",
+        r#"{"reason":"nope"}"#,
+    ));
+    assert_eq!(
+        t.take_events(),
+        [
+            Event::Replied {
+                channel: ch,
+                push_ref: p2,
+                status: "custom".into(),
+                response: Payload::empty()
+            },
+            Event::Replied {
+                channel: ch,
+                push_ref: p1,
+                status: "error".into(),
+                response: Payload::from_json(r#"{"reason":"nope"}"#).unwrap()
+            },
+        ]
+    );
+    // A second reply to the same ref resolves nothing.
+    t.recv(&ok_reply("1", "2", "room:lobby", "{}"));
+    assert!(matches!(
+        t.take_events()[..],
+        [Event::Unexpected(Unexpected::UnknownRef { .. })]
+    ));
+}
+
+#[test]
+fn phx_close_and_phx_error_are_never_taken_for_replies() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("room:lobby");
+    // ref == join_ref, but the event is not phx_reply: this is not the join's reply.
+    t.recv(r#"["1","1","room:lobby","phx_error",{}]"#);
+    assert!(
+        !t.take_events()
+            .iter()
+            .any(|e| matches!(e, Event::Joined { .. }))
+    );
+    assert_ne!(
+        t.s.channel(ch).map(|c| c.state()),
+        Some(ChannelState::Joined)
+    );
+}
+
+#[test]
+fn pushes_wait_for_the_join_and_go_out_in_order_after_it() {
+    let mut t = T::new();
+    let ch = t.join("room:lobby");
+    let a = t.push(ch, "a");
+    let b = t.push(ch, "b");
+    t.open();
+    assert_eq!(t.take_frames(), [r#"["3","3","room:lobby","phx_join",{}]"#]);
+    t.recv(&ok_reply("3", "3", "room:lobby", "{}"));
+    assert_eq!(
+        t.take_frames(),
+        [
+            r#"["3","1","room:lobby","a",{}]"#,
+            r#"["3","2","room:lobby","b",{}]"#
+        ]
+    );
+    assert_eq!((a.get(), b.get()), (1, 2));
+    assert_eq!(t.s.stats().pushes_buffered, 0);
+}
+
+#[test]
+fn buffered_push_times_out_from_the_push_call_and_is_never_sent() {
+    let mut t = T::new();
+    let ch = t.join("room:lobby");
+    let p =
+        t.s.push(t.now, ch, "late", Payload::empty(), Some(SECS(2)))
+            .unwrap();
+    t.drain();
+    t.advance_to(2_000);
+    assert!(t.take_events().contains(&Event::PushTimedOut {
+        channel: ch,
+        push_ref: p
+    }));
+    t.open();
+    t.recv(&ok_reply("2", "2", "room:lobby", "{}"));
+    assert!(!t.take_frames().iter().any(|f| f.contains("late")));
+}
+
+#[test]
+fn full_send_buffer_is_an_immediate_typed_error_and_changes_nothing() {
+    let mut t = T::with(config().send_buffer_capacity(2));
+    let ch = t.join("room:lobby");
+    t.push(ch, "a");
+    t.push(ch, "b");
+    let before = t.s.stats();
+    assert_eq!(
+        t.s.push(t.now, ch, "c", Payload::empty(), None),
+        Err(PushError::BufferFull { limit: 2 })
+    );
+    assert_eq!(t.s.stats(), before);
+    // Once joined, pushes bypass the buffer.
+    t.open();
+    t.recv(&ok_reply("3", "3", "room:lobby", "{}"));
+    assert!(t.s.push(t.now, ch, "c", Payload::empty(), None).is_ok());
+}
+
+#[test]
+fn push_timeout_fires_and_a_late_reply_is_reported_unexpected() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    let p = t.push(ch, "noreply");
+    t.advance_to(9_999);
+    assert!(
+        !t.events
+            .iter()
+            .any(|e| matches!(e, Event::PushTimedOut { .. }))
+    );
+    t.advance_to(10_000);
+    assert!(t.take_events().contains(&Event::PushTimedOut {
+        channel: ch,
+        push_ref: p
+    }));
+    t.recv(&ok_reply("1", &p.to_string(), "room:lobby", "{}"));
+    assert!(matches!(
+        t.take_events()[..],
+        [Event::Unexpected(Unexpected::UnknownRef { .. })]
+    ));
+}
+
+#[test]
+fn in_flight_pushes_fail_on_connection_loss_and_buffered_ones_survive() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    let sent = t.push(ch, "sent");
+    t.closed(CloseReason::Error("reset".into()));
+    let waiting = t.push(ch, "waiting");
+    let ev = t.take_events();
+    assert!(ev.contains(&Event::PushFailed {
+        channel: ch,
+        push_ref: sent,
+        reason: PushFailure::ConnectionLost
+    }));
+    t.advance_to(10);
+    t.opened();
+    t.take_frames();
+    let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_owned();
+    t.recv(&ok_reply(&jr, &jr, "room:lobby", "{}"));
+    assert_eq!(
+        t.take_frames(),
+        [format!(
+            r#"["{jr}","{}","room:lobby","waiting",{{}}]"#,
+            waiting
+        )]
+    );
+}
+
+#[test]
+fn reserved_events_and_dead_channels_are_refused() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    assert_eq!(
+        t.s.push(t.now, ch, "phx_leave", Payload::empty(), None),
+        Err(PushError::ReservedEvent("phx_leave".into()))
+    );
+    t.s.leave(t.now, ch).unwrap();
+    assert_eq!(
+        t.s.push(t.now, ch, "x", Payload::empty(), None),
+        Err(PushError::Leaving(ch))
+    );
+    t.drain();
+    t.recv(&ok_reply("1", "2", "room:lobby", "{}"));
+    assert_eq!(
+        t.s.push(t.now, ch, "x", Payload::empty(), None),
+        Err(PushError::UnknownChannel(ch))
+    );
+}
+
+#[test]
+fn binary_pushes_are_encoded_and_oversized_fields_refused() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:bin");
+    t.take_frames();
+    t.s.push(t.now, ch, "bin", Payload::binary(vec![1u8, 2]), None)
+        .unwrap();
+    t.drain();
+    assert_eq!(t.take_frames().len(), 1);
+    let long = "e".repeat(256);
+    assert!(matches!(
+        t.s.push(t.now, ch, &long, Payload::binary(vec![1u8]), None),
+        Err(PushError::Encode(EncodeError::FieldTooLong {
+            field: "event",
+            len: 256
+        }))
+    ));
+    let mut v1 = T::with(config().serializer(V1Json));
+    let ch = v1.join("room:x");
+    assert!(matches!(
+        v1.s.push(v1.now, ch, "bin", Payload::binary(vec![1u8]), None),
+        Err(PushError::Encode(EncodeError::BinaryUnsupported { .. }))
+    ));
+}
+
+#[test]
+fn too_many_pending_pushes_is_refused() {
+    let mut t = T::with(config().max_pending_pushes(2));
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.push(ch, "a");
+    t.push(ch, "b");
+    assert_eq!(
+        t.s.push(t.now, ch, "c", Payload::empty(), None),
+        Err(PushError::TooManyPending { limit: 2 })
+    );
+}
+
+// ------------------------------------------------------------------ leave and disconnect
+
+#[test]
+fn leave_sends_phx_leave_and_completes_on_the_reply() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.take_frames();
+    t.take_events();
+    t.s.leave(t.now, ch).unwrap();
+    t.drain();
+    assert_eq!(
+        t.take_frames(),
+        [r#"["1","2","room:lobby","phx_leave",{}]"#]
+    );
+    assert_eq!(t.s.channel(ch).unwrap().state(), ChannelState::Leaving);
+    assert_eq!(t.s.leave(t.now, ch), Err(LeaveError::AlreadyLeaving(ch)));
+    // The topic is free at once; the new channel ignores the old instance's frames.
+    let again = t.join("room:lobby");
+    t.recv(&ok_reply("1", "2", "room:lobby", "{}"));
+    t.recv(r#"["1","1","room:lobby","phx_close",{}]"#);
+    let ev = t.take_events();
+    assert!(ev.contains(&Event::Left {
+        channel: ch,
+        confirmed: true
+    }));
+    assert!(t.s.channel(ch).is_none());
+    assert_eq!(t.s.channel(again).unwrap().state(), ChannelState::Joining);
+}
+
+#[test]
+fn leave_completes_on_timeout_when_the_server_never_answers() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:dup");
+    t.s.leave(t.now, ch).unwrap();
+    t.drain();
+    t.take_events();
+    t.advance_to(9_999);
+    assert!(t.s.channel(ch).is_some());
+    t.advance_to(10_000);
+    assert_eq!(
+        t.take_events(),
+        [Event::Left {
+            channel: ch,
+            confirmed: false
+        }]
+    );
+}
+
+#[test]
+fn leave_while_disconnected_completes_locally_and_sends_nothing() {
+    let mut t = T::new();
+    let ch = t.join("room:lobby");
+    let p = t.push(ch, "x");
+    t.s.leave(t.now, ch).unwrap();
+    t.drain();
+    assert_eq!(
+        t.take_events(),
+        [
+            Event::PushFailed {
+                channel: ch,
+                push_ref: p,
+                reason: PushFailure::ChannelClosed
+            },
+            Event::Left {
+                channel: ch,
+                confirmed: false
+            }
+        ]
+    );
+    t.open();
+    assert!(t.take_frames().is_empty());
+}
+
+#[test]
+fn disconnect_leaves_every_channel_closes_1000_and_resolves_everything() {
+    let mut t = T::new();
+    t.open();
+    let a = t.joined("room:a");
+    let b = t.join("room:b"); // join in flight
+    let pa = t.push(a, "x");
+    let pb = t.push(b, "y"); // buffered
+    t.take_frames();
+    t.take_events();
+    t.s.disconnect(t.now);
+    t.drain();
+    assert_eq!(
+        t.take_frames(),
+        [
+            r#"["1","5","room:a","phx_leave",{}]"#,
+            r#"["2","6","room:b","phx_leave",{}]"#
+        ]
+    );
+    assert_eq!(t.closes, [(1000, "client disconnect")]);
+    let ev = t.take_events();
+    for e in [
+        Event::PushFailed {
+            channel: a,
+            push_ref: pa,
+            reason: PushFailure::Disconnected,
+        },
+        Event::PushFailed {
+            channel: b,
+            push_ref: pb,
+            reason: PushFailure::Disconnected,
+        },
+        Event::ChannelClosed {
+            channel: a,
+            reason: ChannelClosed::Disconnected,
+        },
+        Event::ChannelClosed {
+            channel: b,
+            reason: ChannelClosed::Disconnected,
+        },
+    ] {
+        assert!(ev.contains(&e), "missing {e:?} in {ev:?}");
+    }
+    assert_eq!(t.s.state(), SocketState::Disconnected);
+    assert_eq!(t.s.poll_timeout(), None);
+    t.advance_to(120_000);
+    assert_eq!(t.connects.len(), 1, "no reconnect after disconnect");
+    assert_eq!(t.s.stats().pushes_pending, 0);
+}
+
+// ------------------------------------------------------------------ determinism
+
+#[test]
+fn same_seed_and_inputs_give_the_same_outputs() {
+    let start = Instant::now();
+    let run = || {
+        let mut t = T::starting_at(
+            config()
+                .reconnect(Backoff::phoenix_reconnect().with_jitter(0.5))
+                .rejoin(Backoff::exponential(MS(100), SECS(10)))
+                .rng_seed(42),
+            start,
+        );
+        t.open();
+        let ch = t.joined("room:lobby");
+        t.push(ch, "a");
+        t.recv(r#"["1","1","room:lobby","phx_error",{}]"#);
+        t.closed(CloseReason::Error("x".into()));
+        for ms in [5, 20, 100, 1000, 5000] {
+            t.advance_to(ms);
+            if t.s.state() == SocketState::Connecting {
+                t.closed(CloseReason::Error("x".into()));
+            }
+        }
+        (t.frames, format!("{:?}", t.events), t.s.poll_timeout())
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn stats_count_frames_bytes_and_channels() {
+    let mut t = T::new();
+    t.open();
+    t.joined("room:a");
+    t.join("room:b");
+    let s = t.s.stats();
+    assert_eq!((s.frames_out, s.frames_in), (2, 1));
+    assert_eq!(s.channels.joined, 1);
+    assert_eq!(s.channels.joining, 1);
+    assert_eq!(s.connects, 1);
+    assert!(s.bytes_out > 0 && s.bytes_in > 0);
+}
