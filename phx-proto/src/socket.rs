@@ -1145,11 +1145,13 @@ impl Socket {
         let r = msg.ref_.as_deref().and_then(parse_ref);
         let pending = r.and_then(|r| {
             let p = self.pending.get(&r)?;
+            // A buffered push has its ref but was never sent: nothing can answer it yet.
+            let sent = p.kind != PendingKind::User { sent: false };
             let topic_matches = self
                 .channels
                 .get(p.channel)
                 .is_some_and(|c| c.topic == msg.topic);
-            topic_matches.then_some((r, p.channel, p.kind))
+            (sent && topic_matches).then_some((r, p.channel, p.kind))
         });
         let Some((r, channel, kind)) = pending else {
             self.stats.unknown_refs += 1;
@@ -1192,10 +1194,14 @@ impl Socket {
         let Some(ch) = self.channels.get_mut(id) else {
             return;
         };
-        if ch.join_push != Some(r) || ch.state == ChannelState::Leaving {
+        if ch.join_push != Some(r) {
             return;
         }
         ch.join_push = None;
+        if ch.state == ChannelState::Leaving {
+            // The leave in flight decides the channel's fate.
+            return;
+        }
         let join_timer = ch.join_timer.take();
         self.timers.cancel(join_timer);
         if status == "ok" {

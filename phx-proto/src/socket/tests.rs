@@ -988,6 +988,21 @@ fn pushes_wait_for_the_join_and_go_out_in_order_after_it() {
 }
 
 #[test]
+fn a_reply_cannot_resolve_a_push_that_was_never_sent() {
+    let mut t = T::new();
+    let ch = t.join("room:lobby");
+    let p = t.push(ch, "waiting");
+    t.open();
+    t.take_events();
+    t.recv(&ok_reply("2", &p.to_string(), "room:lobby", "{}"));
+    assert!(matches!(
+        t.take_events()[..],
+        [Event::Unexpected(Unexpected::UnknownRef { .. })]
+    ));
+    assert_eq!(t.s.channel(ch).unwrap().buffered(), 1);
+}
+
+#[test]
 fn buffered_push_times_out_from_the_push_call_and_is_never_sent() {
     let mut t = T::new();
     let ch = t.join("room:lobby");
@@ -1164,6 +1179,27 @@ fn leave_sends_phx_leave_and_completes_on_the_reply() {
     }));
     assert!(t.s.channel(ch).is_none());
     assert_eq!(t.s.channel(again).unwrap().state(), ChannelState::Joining);
+}
+
+#[test]
+fn join_reply_arriving_while_leaving_is_absorbed() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("room:lobby");
+    t.s.leave(t.now, ch).unwrap();
+    t.drain();
+    t.take_events();
+    t.recv(&ok_reply("1", "1", "room:lobby", "{}"));
+    assert!(t.take_events().is_empty());
+    assert_eq!(t.s.channel(ch).unwrap().state(), ChannelState::Leaving);
+    t.recv(&ok_reply("1", "2", "room:lobby", "{}"));
+    assert_eq!(
+        t.take_events(),
+        [Event::Left {
+            channel: ch,
+            confirmed: true
+        }]
+    );
 }
 
 #[test]
