@@ -1,7 +1,10 @@
 //! Per-topic channel records, their ids and the read-only view users get.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::hash_map::{DefaultHasher, Entry};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::num::NonZeroU64;
 use std::time::Duration;
 
 use crate::payload::{ByteStr, Payload};
@@ -42,25 +45,41 @@ pub(crate) struct Buffered {
     pub(crate) payload: Payload,
 }
 
+/// The parts of a channel that only exist while something is going on (a timer armed, pushes
+/// buffered or in flight). Boxed, so an idle joined channel stays small.
+#[derive(Debug, Default)]
+pub(crate) struct Busy {
+    join_timer: Option<TimerHandle>,
+    rejoin_timer: Option<TimerHandle>,
+    buffer: VecDeque<Buffered>,
+    in_flight: BTreeSet<u64>,
+}
+
+impl Busy {
+    fn is_idle(&self) -> bool {
+        self.join_timer.is_none()
+            && self.rejoin_timer.is_none()
+            && self.buffer.is_empty()
+            && self.in_flight.is_empty()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Channel {
     pub(crate) topic: ByteStr,
     pub(crate) params: Payload,
-    pub(crate) state: ChannelState,
+    /// The current join ref (the ref of the last join sent); stamped on every frame.
+    pub(crate) join_ref: Option<NonZeroU64>,
+    /// The ref of the join in flight, if any.
+    pub(crate) join_push: Option<NonZeroU64>,
+    pub(crate) leave_ref: Option<NonZeroU64>,
     /// Creation order, for deterministic rejoin order.
     pub(crate) seq: u64,
-    /// The current join ref, as sent; stamped on every frame of this channel.
-    pub(crate) join_ref: Option<ByteStr>,
-    /// The ref of the join in flight, if any.
-    pub(crate) join_push: Option<u64>,
-    pub(crate) join_timer: Option<TimerHandle>,
-    pub(crate) rejoin_timer: Option<TimerHandle>,
-    pub(crate) rejoin_tries: u32,
-    pub(crate) ever_joined: bool,
     pub(crate) timeout: Duration,
-    pub(crate) buffer: VecDeque<Buffered>,
-    pub(crate) in_flight: BTreeSet<u64>,
-    pub(crate) leave_ref: Option<u64>,
+    pub(crate) rejoin_tries: u32,
+    pub(crate) state: ChannelState,
+    pub(crate) ever_joined: bool,
+    busy: Option<Box<Busy>>,
 }
 
 impl Channel {
@@ -68,19 +87,138 @@ impl Channel {
         Self {
             topic,
             params,
-            state: ChannelState::Joining,
-            seq,
             join_ref: None,
             join_push: None,
-            join_timer: None,
-            rejoin_timer: None,
-            rejoin_tries: 0,
-            ever_joined: false,
-            timeout,
-            buffer: VecDeque::new(),
-            in_flight: BTreeSet::new(),
             leave_ref: None,
+            seq,
+            timeout,
+            rejoin_tries: 0,
+            state: ChannelState::Joining,
+            ever_joined: false,
+            busy: None,
         }
+    }
+
+    fn busy_mut(&mut self) -> &mut Busy {
+        self.busy.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the busy part once nothing is going on.
+    fn tidy(&mut self) {
+        if self.busy.as_ref().is_some_and(|b| b.is_idle()) {
+            self.busy = None;
+        }
+    }
+
+    /// The current join ref as sent on the wire.
+    pub(crate) fn join_ref_str(&self) -> Option<ByteStr> {
+        self.join_ref.map(|r| ByteStr::from(r.to_string()))
+    }
+
+    /// Whether `join_ref` (as received) names this channel's current join.
+    pub(crate) fn is_current(&self, join_ref: &str) -> bool {
+        self.join_ref.is_some_and(|r| {
+            join_ref.parse::<u64>().ok() == Some(r.get()) && !join_ref.starts_with('0')
+        })
+    }
+
+    pub(crate) fn join_timer(&self) -> Option<TimerHandle> {
+        self.busy.as_ref().and_then(|b| b.join_timer)
+    }
+
+    pub(crate) fn set_join_timer(&mut self, t: Option<TimerHandle>) {
+        match t {
+            Some(_) => self.busy_mut().join_timer = t,
+            None => {
+                let _ = self.take_join_timer();
+            }
+        }
+    }
+
+    pub(crate) fn take_join_timer(&mut self) -> Option<TimerHandle> {
+        let t = self.busy.as_mut().and_then(|b| b.join_timer.take());
+        self.tidy();
+        t
+    }
+
+    pub(crate) fn set_rejoin_timer(&mut self, t: Option<TimerHandle>) {
+        match t {
+            Some(_) => self.busy_mut().rejoin_timer = t,
+            None => {
+                let _ = self.take_rejoin_timer();
+            }
+        }
+    }
+
+    pub(crate) fn take_rejoin_timer(&mut self) -> Option<TimerHandle> {
+        let t = self.busy.as_mut().and_then(|b| b.rejoin_timer.take());
+        self.tidy();
+        t
+    }
+
+    pub(crate) fn buffer(&self) -> impl Iterator<Item = &Buffered> {
+        self.busy.iter().flat_map(|b| b.buffer.iter())
+    }
+
+    pub(crate) fn buffered(&self) -> usize {
+        self.busy.as_ref().map_or(0, |b| b.buffer.len())
+    }
+
+    pub(crate) fn push_buffered(&mut self, b: Buffered) {
+        self.busy_mut().buffer.push_back(b);
+    }
+
+    pub(crate) fn take_buffer(&mut self) -> VecDeque<Buffered> {
+        let b = self
+            .busy
+            .as_mut()
+            .map(|b| std::mem::take(&mut b.buffer))
+            .unwrap_or_default();
+        self.tidy();
+        b
+    }
+
+    /// Removes a buffered push; whether it was there.
+    pub(crate) fn remove_buffered(&mut self, r: u64) -> bool {
+        let Some(busy) = self.busy.as_mut() else {
+            return false;
+        };
+        let found = match busy.buffer.iter().position(|b| b.ref_ == r) {
+            Some(i) => busy.buffer.remove(i).is_some(),
+            None => false,
+        };
+        self.tidy();
+        found
+    }
+
+    pub(crate) fn in_flight(&self) -> impl Iterator<Item = u64> + '_ {
+        self.busy.iter().flat_map(|b| b.in_flight.iter().copied())
+    }
+
+    pub(crate) fn in_flight_len(&self) -> usize {
+        self.busy.as_ref().map_or(0, |b| b.in_flight.len())
+    }
+
+    pub(crate) fn add_in_flight(&mut self, r: u64) {
+        self.busy_mut().in_flight.insert(r);
+    }
+
+    pub(crate) fn remove_in_flight(&mut self, r: u64) {
+        if let Some(b) = self.busy.as_mut() {
+            b.in_flight.remove(&r);
+        }
+        self.tidy();
+    }
+
+    /// Takes the in-flight refs, in ref order.
+    pub(crate) fn take_in_flight(&mut self) -> Vec<u64> {
+        let refs = self
+            .busy
+            .as_mut()
+            .map(|b| std::mem::take(&mut b.in_flight).into_iter().collect())
+            .unwrap_or_default();
+        self.tidy();
+        refs
     }
 }
 
@@ -112,9 +250,9 @@ impl ChannelView<'_> {
         self.channel.state == ChannelState::Joined
     }
 
-    /// The join ref of the current (or last) join, as sent on the wire.
-    pub fn join_ref(&self) -> Option<&str> {
-        self.channel.join_ref.as_deref()
+    /// The join ref of the current (or last) join (sent on the wire as its decimal string).
+    pub fn join_ref(&self) -> Option<u64> {
+        self.channel.join_ref.map(NonZeroU64::get)
     }
 
     /// The join params sent with every (re)join.
@@ -129,12 +267,12 @@ impl ChannelView<'_> {
 
     /// Pushes waiting in this channel's buffer.
     pub fn buffered(&self) -> usize {
-        self.channel.buffer.len()
+        self.channel.buffered()
     }
 
     /// Pushes sent and awaiting a reply.
     pub fn in_flight(&self) -> usize {
-        self.channel.in_flight.len()
+        self.channel.in_flight_len()
     }
 }
 
@@ -224,5 +362,130 @@ impl Slab {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+}
+
+/// Finds the live channel of a topic. Keyed by a fixed SipHash of the topic rather than by the
+/// topic itself, so an entry costs 16 bytes and no second copy of the string; every hit is
+/// confirmed against the channel's own topic, and the (astronomically rare) channels whose hash
+/// another topic already holds go to a short overflow list.
+#[derive(Debug, Default)]
+pub(crate) struct TopicIndex {
+    by_hash: HashMap<u64, ChannelId, BuildHasherDefault<PrehashedHasher>>,
+    overflow: Vec<ChannelId>,
+}
+
+/// The keys are already hashes: pass them through.
+#[derive(Debug, Default)]
+pub(crate) struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+fn topic_hash(topic: &[u8]) -> u64 {
+    // DefaultHasher::new() uses fixed keys: the same topic always hashes the same way.
+    let mut h = DefaultHasher::new();
+    h.write(topic);
+    h.finish()
+}
+
+impl TopicIndex {
+    pub(crate) fn get(&self, slab: &Slab, topic: &[u8]) -> Option<ChannelId> {
+        let is = |id: &ChannelId| slab.get(*id).is_some_and(|c| c.topic.as_bytes() == topic);
+        match self.by_hash.get(&topic_hash(topic)) {
+            Some(id) if is(id) => Some(*id),
+            _ => self.overflow.iter().find(|id| is(id)).copied(),
+        }
+    }
+
+    /// Adds a channel whose topic has no live channel yet.
+    pub(crate) fn insert(&mut self, topic: &[u8], id: ChannelId) {
+        self.insert_hashed(topic_hash(topic), id);
+    }
+
+    fn insert_hashed(&mut self, hash: u64, id: ChannelId) {
+        match self.by_hash.entry(hash) {
+            Entry::Vacant(v) => {
+                v.insert(id);
+            }
+            Entry::Occupied(_) => self.overflow.push(id),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, topic: &[u8], id: ChannelId) {
+        let h = topic_hash(topic);
+        if self.by_hash.get(&h) == Some(&id) {
+            self.by_hash.remove(&h);
+        } else {
+            self.overflow.retain(|&o| o != id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(topic: &str) -> Channel {
+        Channel::new(
+            ByteStr::from(topic),
+            Payload::empty(),
+            0,
+            Duration::from_secs(1),
+        )
+    }
+
+    #[test]
+    fn topic_index_confirms_hits_and_handles_hash_collisions() {
+        let mut slab = Slab::default();
+        let mut index = TopicIndex::default();
+        let a = slab.insert(channel("room:a"));
+        let b = slab.insert(channel("room:b"));
+        index.insert(b"room:a", a);
+        // Force b under a's hash, as a real collision would place it.
+        index.insert_hashed(topic_hash(b"room:a"), b);
+        assert_eq!(index.get(&slab, b"room:a"), Some(a));
+        assert_eq!(index.get(&slab, b"room:b"), Some(b));
+        assert_eq!(index.get(&slab, b"room:c"), None);
+        index.remove(b"room:a", a);
+        slab.remove(a);
+        assert_eq!(index.get(&slab, b"room:a"), None);
+        assert_eq!(index.get(&slab, b"room:b"), Some(b));
+        index.remove(b"room:b", b);
+        assert_eq!(index.get(&slab, b"room:b"), None);
+    }
+
+    #[test]
+    fn slab_ids_of_ended_channels_never_reach_new_ones() {
+        let mut slab = Slab::default();
+        let a = slab.insert(channel("x"));
+        slab.remove(a);
+        let b = slab.insert(channel("y"));
+        assert_ne!(a, b);
+        assert!(slab.get(a).is_none());
+        assert_eq!(slab.get(b).map(|c| c.topic.as_str()), Some("y"));
+    }
+
+    #[test]
+    fn an_idle_channel_holds_no_busy_box() {
+        let mut c = channel("x");
+        c.add_in_flight(3);
+        assert!(c.busy.is_some());
+        c.remove_in_flight(3);
+        assert!(c.busy.is_none());
+        assert!(size_of::<Channel>() <= 136, "{}", size_of::<Channel>());
     }
 }

@@ -1,12 +1,11 @@
 //! [`Socket`]: the sans-IO Phoenix client state machine.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
+use std::collections::{BTreeMap, VecDeque};
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use crate::backoff::Rng;
-use crate::channel::{Buffered, Channel, ChannelId, ChannelState, ChannelView, Slab};
+use crate::channel::{Buffered, Channel, ChannelId, ChannelState, ChannelView, Slab, TopicIndex};
 use crate::codec::{DecodeError, EncodeError, Frame, Message};
 use crate::config::{Config, ConfigError, Endpoint, Param};
 use crate::error::{JoinError, LeaveError, PushError};
@@ -16,9 +15,6 @@ use crate::push::{Pending, PendingKind, PushRef};
 use crate::stats::{ChannelCounts, Stats};
 use crate::timer::{TimerHandle, TimerKey, Timers};
 use crate::transmit::{CloseReason, ConnectRequest, ConnectionId, Transmit};
-
-/// SipHash with fixed keys: deterministic, and the table is only ever probed, never iterated.
-type FixedState = BuildHasherDefault<DefaultHasher>;
 
 const PHOENIX: &str = "phoenix";
 const HEARTBEAT: ByteStr = ByteStr::from_static("heartbeat");
@@ -117,7 +113,7 @@ pub struct Socket {
     reconnect_timer: Option<TimerHandle>,
     connect_timer: Option<TimerHandle>,
     channels: Slab,
-    topics: HashMap<ByteStr, ChannelId, FixedState>,
+    topics: TopicIndex,
     /// Channels whose leave is in flight; no longer in `topics`, so a new join may take the topic.
     leaving: Vec<ChannelId>,
     pending: BTreeMap<u64, Pending>,
@@ -146,7 +142,7 @@ impl Socket {
             reconnect_timer: None,
             connect_timer: None,
             channels: Slab::default(),
-            topics: HashMap::default(),
+            topics: TopicIndex::default(),
             leaving: Vec::new(),
             pending: BTreeMap::new(),
             pending_user: 0,
@@ -197,7 +193,7 @@ impl Socket {
 
     /// The live channel for `topic`, if any (a leaving channel does not count).
     pub fn channel_by_topic(&self, topic: &str) -> Option<ChannelId> {
-        self.topics.get(topic.as_bytes()).copied()
+        self.topics.get(&self.channels, topic.as_bytes())
     }
 
     /// Every live channel, in creation order.
@@ -241,26 +237,26 @@ impl Socket {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut buffered = 0;
         for (id, ch) in self.channels.iter() {
-            buffered += ch.buffer.len();
-            if let Some(r) = ch.join_push
+            buffered += ch.buffered();
+            if let Some(r) = ch.join_push.map(NonZeroU64::get)
                 && self.pending.get(&r).map(|p| (p.channel, p.kind))
                     != Some((id, PendingKind::Join))
             {
                 return Err(format!("{id}: join {r} is not pending"));
             }
-            for b in &ch.buffer {
+            for b in ch.buffer() {
                 let p = self.pending.get(&b.ref_).map(|p| (p.channel, p.kind));
                 if p != Some((id, PendingKind::User { sent: false })) {
                     return Err(format!("{id}: buffered push {} is {p:?}", b.ref_));
                 }
             }
-            for r in &ch.in_flight {
-                let p = self.pending.get(r).map(|p| (p.channel, p.kind));
+            for r in ch.in_flight() {
+                let p = self.pending.get(&r).map(|p| (p.channel, p.kind));
                 if p != Some((id, PendingKind::User { sent: true })) {
                     return Err(format!("{id}: in-flight push {r} is {p:?}"));
                 }
             }
-            let indexed = self.topics.get(ch.topic.as_bytes()) == Some(&id);
+            let indexed = self.topics.get(&self.channels, ch.topic.as_bytes()) == Some(id);
             if indexed == (ch.state == ChannelState::Leaving) {
                 return Err(format!(
                     "{id}: topic index disagrees with state {:?}",
@@ -383,7 +379,7 @@ impl Socket {
                 let on_server = ch.state == ChannelState::Joined
                     || (ch.state == ChannelState::Joining && ch.join_push.is_some());
                 if on_server {
-                    let (join_ref, topic) = (ch.join_ref.clone(), ch.topic.clone());
+                    let (join_ref, topic) = (ch.join_ref_str(), ch.topic.clone());
                     let r = self.mint_ref();
                     let msg = Message::new(
                         join_ref,
@@ -487,7 +483,7 @@ impl Socket {
                 reason: "`phoenix` is reserved for socket heartbeats",
             });
         }
-        if let Some(&channel) = self.topics.get(topic.as_bytes()) {
+        if let Some(channel) = self.topics.get(&self.channels, topic.as_bytes()) {
             return Err(JoinError::AlreadyJoined {
                 topic: ByteStr::from(topic),
                 channel,
@@ -499,10 +495,10 @@ impl Socket {
         self.channel_seq += 1;
         let channel = Channel::new(topic.clone(), params, self.channel_seq, timeout);
         let id = self.channels.insert(channel);
-        self.topics.insert(topic, id);
+        self.topics.insert(topic.as_bytes(), id);
         let timer = self.arm(timeout, TimerKey::Join(id));
         if let Some(ch) = self.channels.get_mut(id) {
-            ch.join_timer = timer;
+            ch.set_join_timer(timer);
         }
         if self.is_connected() {
             self.send_join(id);
@@ -576,7 +572,7 @@ impl Socket {
         }
         let timeout = timeout.unwrap_or(ch.timeout);
         let event = ByteStr::from(event);
-        let (topic, join_ref) = (ch.topic.clone(), ch.join_ref.clone());
+        let (topic, join_ref) = (ch.topic.clone(), ch.join_ref_str());
         let r = self.ref_counter + 1;
         let frame = if send_now {
             let msg = Message::new(
@@ -609,11 +605,11 @@ impl Socket {
         };
         match frame {
             Some(frame) => {
-                ch.in_flight.insert(r);
+                ch.add_in_flight(r);
                 self.send_frame(frame);
             }
             None => {
-                ch.buffer.push_back(Buffered {
+                ch.push_buffered(Buffered {
                     ref_: r,
                     event,
                     payload,
@@ -642,12 +638,12 @@ impl Socket {
         }
         let on_server = ch.state == ChannelState::Joined
             || (ch.state == ChannelState::Joining && ch.join_push.is_some());
-        let (join_timer, rejoin_timer) = (ch.join_timer.take(), ch.rejoin_timer.take());
-        let buffered: Vec<Buffered> = ch.buffer.drain(..).collect();
+        let (join_timer, rejoin_timer) = (ch.take_join_timer(), ch.take_rejoin_timer());
+        let buffered = ch.take_buffer();
         let topic = ch.topic.clone();
         self.timers.cancel(join_timer);
         self.timers.cancel(rejoin_timer);
-        self.topics.remove(topic.as_bytes());
+        self.topics.remove(topic.as_bytes(), channel);
         for b in buffered {
             self.buffered -= 1;
             self.fail_push(channel, b.ref_, PushFailure::ChannelClosed);
@@ -657,7 +653,7 @@ impl Socket {
                 return Ok(());
             };
             ch.state = ChannelState::Leaving;
-            let join_ref = ch.join_ref.clone();
+            let join_ref = ch.join_ref_str();
             let r = self.mint_ref();
             let timeout = self
                 .channels
@@ -673,7 +669,7 @@ impl Socket {
                 },
             );
             if let Some(ch) = self.channels.get_mut(channel) {
-                ch.leave_ref = Some(r);
+                ch.leave_ref = NonZeroU64::new(r);
             }
             self.leaving.push(channel);
             let msg = Message::new(
@@ -776,7 +772,7 @@ impl Socket {
             };
             if waiting {
                 ch.rejoin_tries = 0;
-                let t = ch.rejoin_timer.take();
+                let t = ch.take_rejoin_timer();
                 self.timers.cancel(t);
                 self.send_join(id);
             }
@@ -918,14 +914,14 @@ impl Socket {
             return;
         };
         ch.state = ChannelState::Joining;
-        ch.join_ref = Some(join_ref.clone());
-        ch.join_push = Some(r);
+        ch.join_ref = NonZeroU64::new(r);
+        ch.join_push = NonZeroU64::new(r);
         let (topic, params, timeout) = (ch.topic.clone(), ch.params.clone(), ch.timeout);
-        let needs_timer = ch.join_timer.is_none();
+        let needs_timer = ch.join_timer().is_none();
         if needs_timer {
             let timer = self.arm(timeout, TimerKey::Join(id));
             if let Some(ch) = self.channels.get_mut(id) {
-                ch.join_timer = timer;
+                ch.set_join_timer(timer);
             }
         }
         self.pending.insert(
@@ -994,7 +990,7 @@ impl Socket {
             TimerKey::Rejoin(id) => {
                 let due = match self.channels.get_mut(id) {
                     Some(ch) => {
-                        ch.rejoin_timer = None;
+                        ch.set_rejoin_timer(None);
                         ch.state == ChannelState::Errored
                     }
                     None => false,
@@ -1027,14 +1023,14 @@ impl Socket {
         let Some(ch) = self.channels.get_mut(id) else {
             return;
         };
-        ch.join_timer = None;
+        ch.set_join_timer(None);
         if !matches!(ch.state, ChannelState::Joining | ChannelState::Errored) {
             return;
         }
-        let timed_out = ch.join_push.take();
+        let timed_out = ch.join_push.take().map(NonZeroU64::get);
         let ever_joined = ch.ever_joined;
         let (topic, timeout) = (ch.topic.clone(), ch.timeout);
-        let old_join_ref = ch.join_ref.clone();
+        let old_join_ref = ch.join_ref_str();
         if let Some(r) = timed_out {
             self.pending.remove(&r);
             // Undo a join the server may still complete late (as phoenix.js does).
@@ -1088,11 +1084,11 @@ impl Socket {
         let ch = self.channels.get_mut(id)?;
         let delay = self.config.rejoin.delay(ch.rejoin_tries, &mut self.rng);
         ch.rejoin_tries = ch.rejoin_tries.saturating_add(1);
-        let old = ch.rejoin_timer.take();
+        let old = ch.take_rejoin_timer();
         self.timers.cancel(old);
         let timer = self.arm(delay, TimerKey::Rejoin(id));
         if let Some(ch) = self.channels.get_mut(id) {
-            ch.rejoin_timer = timer;
+            ch.set_rejoin_timer(timer);
         }
         timer.map(TimerHandle::at)
     }
@@ -1106,9 +1102,8 @@ impl Socket {
                 self.pending_user -= 1;
                 if let Some(ch) = self.channels.get_mut(p.channel) {
                     if sent {
-                        ch.in_flight.remove(&r);
-                    } else if let Some(i) = ch.buffer.iter().position(|b| b.ref_ == r) {
-                        ch.buffer.remove(i);
+                        ch.remove_in_flight(r);
+                    } else if ch.remove_buffered(r) {
                         self.buffered -= 1;
                     }
                 }
@@ -1177,7 +1172,7 @@ impl Socket {
                 }
                 self.pending_user -= 1;
                 if let Some(ch) = self.channels.get_mut(channel) {
-                    ch.in_flight.remove(&r);
+                    ch.remove_in_flight(r);
                 }
                 self.events.push_back(Event::Replied {
                     channel,
@@ -1194,7 +1189,7 @@ impl Socket {
         let Some(ch) = self.channels.get_mut(id) else {
             return;
         };
-        if ch.join_push != Some(r) {
+        if ch.join_push.map(NonZeroU64::get) != Some(r) {
             return;
         }
         ch.join_push = None;
@@ -1202,7 +1197,7 @@ impl Socket {
             // The leave in flight decides the channel's fate.
             return;
         }
-        let join_timer = ch.join_timer.take();
+        let join_timer = ch.take_join_timer();
         self.timers.cancel(join_timer);
         if status == "ok" {
             let Some(ch) = self.channels.get_mut(id) else {
@@ -1212,8 +1207,8 @@ impl Socket {
             ch.rejoin_tries = 0;
             let rejoin = ch.ever_joined;
             ch.ever_joined = true;
-            let buffered: Vec<Buffered> = ch.buffer.drain(..).collect();
-            let (topic, join_ref) = (ch.topic.clone(), ch.join_ref.clone());
+            let buffered = ch.take_buffer();
+            let (topic, join_ref) = (ch.topic.clone(), ch.join_ref_str());
             self.events.push_back(Event::Joined {
                 channel: id,
                 response,
@@ -1234,7 +1229,7 @@ impl Socket {
                             p.kind = PendingKind::User { sent: true };
                         }
                         if let Some(ch) = self.channels.get_mut(id) {
-                            ch.in_flight.insert(b.ref_);
+                            ch.add_in_flight(b.ref_);
                         }
                         self.send_frame(frame);
                     }
@@ -1273,11 +1268,11 @@ impl Socket {
             (None, true) => msg.ref_.as_ref(),
             (None, false) => None,
         };
-        let current = self.topics.get(msg.topic.as_bytes()).copied();
+        let current = self.topics.get(&self.channels, msg.topic.as_bytes());
         let target = match current {
             Some(id) => {
                 let matches = match (join_ref, self.channels.get(id)) {
-                    (Some(j), Some(ch)) => ch.join_ref.as_ref() == Some(j),
+                    (Some(j), Some(ch)) => ch.is_current(j),
                     _ => true,
                 };
                 matches.then_some(id)
@@ -1290,7 +1285,7 @@ impl Socket {
                 && let Some(&leaving) = self.leaving.iter().find(|&&l| {
                     self.channels
                         .get(l)
-                        .is_some_and(|c| c.topic == msg.topic && c.join_ref.as_ref() == Some(j))
+                        .is_some_and(|c| c.topic == msg.topic && c.is_current(j))
                 })
             {
                 if msg.event == PHX_CLOSE || msg.event == PHX_ERROR {
@@ -1352,15 +1347,15 @@ impl Socket {
             return;
         };
         if let Some(r) = ch.join_push.take() {
-            self.pending.remove(&r);
+            self.pending.remove(&r.get());
         }
         ch.state = ChannelState::Errored;
         let ever_joined = ch.ever_joined;
         if ever_joined {
-            let t = ch.join_timer.take();
+            let t = ch.take_join_timer();
             self.timers.cancel(t);
         }
-        let in_flight: Vec<u64> = std::mem::take(&mut ch.in_flight).into_iter().collect();
+        let in_flight = ch.take_in_flight();
         for r in in_flight {
             self.fail_push(id, r, PushFailure::ChannelErrored);
         }
@@ -1374,7 +1369,7 @@ impl Socket {
 
     fn finish_leave(&mut self, id: ChannelId, confirmed: bool) {
         if let Some(r) = self.channels.get(id).and_then(|c| c.leave_ref)
-            && let Some(p) = self.pending.remove(&r)
+            && let Some(p) = self.pending.remove(&r.get())
         {
             self.timers.cancel(p.timer);
         }
@@ -1388,23 +1383,22 @@ impl Socket {
     /// Removes a channel: fails its buffered and in-flight pushes with `failure`, cancels its
     /// timers and forgets its refs. The caller emits the channel's final event.
     fn end_channel(&mut self, id: ChannelId, failure: PushFailure) {
-        let Some(ch) = self.channels.remove(id) else {
+        let Some(mut ch) = self.channels.remove(id) else {
             return;
         };
-        if self.topics.get(ch.topic.as_bytes()) == Some(&id) {
-            self.topics.remove(ch.topic.as_bytes());
-        }
+        self.topics.remove(ch.topic.as_bytes(), id);
         self.leaving.retain(|&l| l != id);
-        self.timers.cancel(ch.join_timer);
-        self.timers.cancel(ch.rejoin_timer);
+        self.timers.cancel(ch.take_join_timer());
+        self.timers.cancel(ch.take_rejoin_timer());
         for r in ch.join_push.into_iter().chain(ch.leave_ref) {
-            if let Some(p) = self.pending.remove(&r) {
+            if let Some(p) = self.pending.remove(&r.get()) {
                 self.timers.cancel(p.timer);
             }
         }
-        let mut refs: Vec<u64> = ch.in_flight.into_iter().collect();
-        self.buffered -= ch.buffer.len();
-        refs.extend(ch.buffer.into_iter().map(|b| b.ref_));
+        let mut refs = ch.take_in_flight();
+        let buffer = ch.take_buffer();
+        self.buffered -= buffer.len();
+        refs.extend(buffer.into_iter().map(|b| b.ref_));
         refs.sort_unstable();
         for r in refs {
             self.fail_push(id, r, failure.clone());
@@ -1483,7 +1477,7 @@ impl Socket {
                 let Some(ch) = self.channels.get_mut(id) else {
                     continue;
                 };
-                let buffered: Vec<Buffered> = ch.buffer.drain(..).collect();
+                let buffered = ch.take_buffer();
                 for b in buffered {
                     self.buffered -= 1;
                     self.fail_push(id, b.ref_, PushFailure::Disconnected);
@@ -1503,21 +1497,21 @@ impl Socket {
             return;
         }
         if let Some(r) = ch.join_push.take() {
-            self.pending.remove(&r);
+            self.pending.remove(&r.get());
         }
-        let in_flight: Vec<u64> = std::mem::take(&mut ch.in_flight).into_iter().collect();
+        let in_flight = ch.take_in_flight();
         let ever_joined = ch.ever_joined;
         match state {
             ChannelState::Joined => ch.state = ChannelState::Errored,
             ChannelState::Joining if ever_joined => {
                 ch.state = ChannelState::Errored;
-                let t = ch.join_timer.take();
+                let t = ch.take_join_timer();
                 self.timers.cancel(t);
             }
             // A first join keeps its deadline and is sent again on the next connection.
             ChannelState::Joining => {}
             ChannelState::Errored => {
-                let t = ch.rejoin_timer.take();
+                let t = ch.take_rejoin_timer();
                 self.timers.cancel(t);
             }
             ChannelState::Leaving => {}

@@ -147,7 +147,7 @@ impl T {
     /// Joins `topic` on an open socket and answers the join with ok.
     fn joined(&mut self, topic: &str) -> ChannelId {
         let id = self.join(topic);
-        let jr = self.s.channel(id).unwrap().join_ref().unwrap().to_owned();
+        let jr = self.s.channel(id).unwrap().join_ref().unwrap().to_string();
         self.recv(&ok_reply(&jr, &jr, topic, "{}"));
         id
     }
@@ -708,7 +708,7 @@ fn phx_error_errors_the_channel_and_rejoins_on_the_rejoin_schedule() {
         t.advance_to(at);
         let frames = t.take_frames();
         assert_eq!(frames.len(), 1, "{frames:?}");
-        let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_owned();
+        let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_string();
         assert_eq!(
             frames[0],
             format!(r#"["{jr}","{jr}","room:lobby","phx_join",{{}}]"#)
@@ -720,7 +720,7 @@ fn phx_error_errors_the_channel_and_rejoins_on_the_rejoin_schedule() {
     assert_eq!(join_refs.len(), 5);
     // A successful rejoin resets the schedule.
     t.advance_to(at + 10_000);
-    let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_owned();
+    let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_string();
     t.take_events();
     t.recv(&ok_reply(&jr, &jr, "room:lobby", "{}"));
     assert_eq!(joined_events(&t.take_events()), [(ch, true)]);
@@ -1079,7 +1079,7 @@ fn in_flight_pushes_fail_on_connection_loss_and_buffered_ones_survive() {
     t.advance_to(10);
     t.opened();
     t.take_frames();
-    let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_owned();
+    let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_string();
     t.recv(&ok_reply(&jr, &jr, "room:lobby", "{}"));
     assert_eq!(
         t.take_frames(),

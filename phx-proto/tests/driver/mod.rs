@@ -325,7 +325,7 @@ impl Driver {
             .socket
             .channel_by_topic(topic)
             .and_then(|id| self.socket.channel(id))
-            .and_then(|c| c.join_ref().map(str::to_owned));
+            .and_then(|c| c.join_ref().map(|r| r.to_string()));
         if stale {
             let refs = self.join_refs.get(topic)?;
             refs.iter().find(|r| Some(*r) != current.as_ref()).cloned()
@@ -404,7 +404,7 @@ impl Driver {
             if ch.state() != ChannelState::Joined {
                 return Err(format!("push sent while {:?}", ch.state()));
             }
-            if msg.join_ref.as_deref() != ch.join_ref() {
+            if msg.join_ref.as_deref() != ch.join_ref().map(|r| r.to_string()).as_deref() {
                 return Err(format!(
                     "push with stale join_ref {:?} (current {:?})",
                     msg.join_ref,
