@@ -1,9 +1,99 @@
 //! Phoenix Channels client for tokio.
 //!
-//! This crate will hold the tokio adapter: one driver task that owns a [`phx_proto`] socket, the
-//! tokio-tungstenite WebSocket and the timers, with cheap cloneable handles for joining channels,
-//! pushing and reading messages. It holds no protocol logic of its own.
+//! One driver task owns the connection (a [`phx_proto::Socket`] state machine, the
+//! tokio-tungstenite WebSocket and one timer); [`Socket`] and [`Channel`] are cheap cloneable
+//! handles. Joins and pushes are futures returning `Result`s; messages and events are
+//! [`futures::Stream`](https://docs.rs/futures)s. Reconnects and rejoins happen by themselves.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use phx_tokio::Socket;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let socket = Socket::builder("ws://localhost:4000/socket")
+//!     .secret_param("token", "secret")
+//!     .connect()
+//!     .await?;
+//! let (lobby, _reply) = socket
+//!     .channel("room:lobby")
+//!     .params(&serde_json::json!({ "user": "alice" }))
+//!     .join()
+//!     .await?;
+//! let reply = lobby.push("ping", &serde_json::json!({ "n": 1 })).await?;
+//! println!("ping answered: {:?}", reply.response);
+//! let mut messages = lobby.messages();
+//! while let Some(Ok(msg)) = messages.next().await {
+//!     println!("{} {:?}", msg.event, msg.payload);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The API is the same as `phx-async-std`'s: switching runtimes changes the crate name. See
+//! [`phx_client`] for the queueing policy and the full API.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use std::future::Future;
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::{Error as WsError, protocol::WebSocketConfig};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use phx_client::{
+    Backoff, ChannelId, CloseReason, ConnectError, Credentials, DisconnectReason, Event, Events,
+    JoinError, Lagged, LeaveError, Message, Messages, Payload, PayloadError, PushError,
+    PushFailure, Reply, SocketClosed, Stats, WebSocketConfig as WsConfig,
+};
 pub use phx_proto as proto;
+
+/// The tokio runtime seam: tokio's clock (so paused test time works), timers, `tokio::spawn`,
+/// and tokio-tungstenite for dialing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tokio;
+
+impl phx_client::Runtime for Tokio {
+    type WebSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+    type Sleep = tokio::time::Sleep;
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(deadline))
+    }
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        tokio::spawn(future);
+    }
+
+    // Not an `async fn`: the future must be 'static, so it cannot borrow `self`.
+    #[allow(clippy::manual_async_fn)]
+    fn connect(
+        &self,
+        request: Request,
+        config: WebSocketConfig,
+    ) -> impl Future<Output = Result<Self::WebSocket, WsError>> + Send + 'static {
+        async move {
+            let (ws, _response) =
+                tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+            Ok(ws)
+        }
+    }
+}
+
+/// A Phoenix socket on tokio. See [`phx_client::Socket`].
+pub type Socket = phx_client::Socket<Tokio>;
+/// A joined channel on tokio. See [`phx_client::Channel`].
+pub type Channel = phx_client::Channel<Tokio>;
+/// Configures a [`Socket`]. See [`phx_client::Builder`].
+pub type Builder = phx_client::Builder<Tokio>;
+/// A channel to be joined. See [`phx_client::ChannelBuilder`].
+pub type ChannelBuilder = phx_client::ChannelBuilder<Tokio>;
+/// The driver future, for applications that spawn it themselves.
+pub type Driver = phx_client::Driver<Tokio>;

@@ -1,0 +1,802 @@
+//! The driver: one task that owns the core, the WebSocket and the timer, and moves bytes,
+//! commands and events between them. It holds no protocol rule: every decision is the core's.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures::channel::{mpsc, oneshot};
+use futures::{Sink, Stream};
+use phx_proto::{
+    ChannelId, CloseReason, Config, ConnectionId, Event, Message, Payload, PushFailure, PushRef,
+    Stats, Transmit,
+};
+use tracing::{debug, info, trace, warn};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Error as WsError, Message as WsMessage};
+
+use crate::error::{ConnectError, JoinError, LeaveError, PushError};
+use crate::inbox::Inbox;
+use crate::runtime::Runtime;
+use crate::socket::{ChannelSubs, Credentials, Options, Registry, Reply, Subscriber};
+use crate::transport;
+
+/// Frames read per round before the driver looks at commands and timers again.
+const READ_BATCH: usize = 256;
+/// Frames waiting for the socket above which user commands wait (backpressure on callers).
+const OUTBOX_HIGH: usize = 4096;
+/// Rounds per poll before yielding to the executor.
+const MAX_ROUNDS: usize = 32;
+
+/// What handles ask of the driver.
+pub(crate) enum Command {
+    Join {
+        topic: String,
+        params: Payload,
+        timeout: Option<Duration>,
+        inbox: Arc<Inbox<Message>>,
+        subs: Arc<ChannelSubs>,
+        reply: JoinReply,
+    },
+    Push {
+        channel: ChannelId,
+        event: String,
+        payload: Payload,
+        timeout: Option<Duration>,
+        reply: Option<oneshot::Sender<Result<Reply, PushError>>>,
+        accepted: Option<oneshot::Sender<Result<(), PushError>>>,
+    },
+    Leave {
+        channel: ChannelId,
+        reply: oneshot::Sender<Result<(), LeaveError>>,
+    },
+    SetJoinParams {
+        channel: ChannelId,
+        params: Payload,
+        reply: oneshot::Sender<Result<(), phx_proto::JoinError>>,
+    },
+    SetParam {
+        key: String,
+        value: String,
+        secret: bool,
+    },
+    SetAuthToken(Option<String>),
+    Stats(oneshot::Sender<Stats>),
+    Disconnect(oneshot::Sender<()>),
+    Connect,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type JoinReply = oneshot::Sender<Result<(ChannelId, Reply), JoinError>>;
+
+enum Dial<R: Runtime> {
+    Credentials(ConnectionId, BoxFuture<Result<Credentials, String>>),
+    Connecting(ConnectionId, BoxFuture<Result<R::WebSocket, WsError>>),
+}
+
+struct Conn<R: Runtime> {
+    id: ConnectionId,
+    ws: R::WebSocket,
+    needs_flush: bool,
+    /// Set once the core has closed this connection: flush, then drop it (or give up at the
+    /// deadline).
+    closing: Option<Pin<Box<R::Sleep>>>,
+}
+
+struct ChannelEntry {
+    inbox: Arc<Inbox<Message>>,
+    subs: Arc<ChannelSubs>,
+    cached: Vec<Subscriber>,
+    cached_version: u64,
+}
+
+enum PushWaiter {
+    Reply(oneshot::Sender<Result<Reply, PushError>>),
+}
+
+/// Runs a socket: must be spawned (or polled) for anything to happen. Returned by
+/// [`crate::Builder::into_driver`]; `connect` and `connect_lazy` spawn it for you. It completes
+/// once every handle is dropped and the WebSocket is closed.
+#[must_use = "the driver does nothing unless it is spawned or polled"]
+pub struct Driver<R: Runtime> {
+    state: Box<State<R>>,
+}
+
+struct State<R: Runtime> {
+    rt: R,
+    core: phx_proto::Socket,
+    options: Options,
+    commands: mpsc::Receiver<Command>,
+    registry: Arc<Registry>,
+    span: tracing::Span,
+    started: bool,
+    dial: Option<Dial<R>>,
+    conn: Option<Conn<R>>,
+    outbox: VecDeque<WsMessage>,
+    sleep: Option<Pin<Box<R::Sleep>>>,
+    sleep_at: Option<Instant>,
+    channels: HashMap<ChannelId, ChannelEntry>,
+    joins: HashMap<ChannelId, JoinReply>,
+    pushes: HashMap<PushRef, PushWaiter>,
+    leaves: HashMap<ChannelId, oneshot::Sender<Result<(), LeaveError>>>,
+    disconnects: Vec<oneshot::Sender<()>>,
+    connect_waiter: Option<oneshot::Sender<Result<(), ConnectError>>>,
+    credentials_error: Option<String>,
+    events_cache: Vec<Weak<Inbox<Event>>>,
+    events_version: u64,
+    wake: Vec<Waker>,
+    shutting_down: bool,
+}
+
+impl<R: Runtime> Driver<R> {
+    pub(crate) fn new(
+        rt: R,
+        config: Config,
+        options: Options,
+        commands: mpsc::Receiver<Command>,
+        registry: Arc<Registry>,
+        seed: u64,
+    ) -> Self {
+        let now = rt.now();
+        let span = tracing::info_span!("phx.socket", url = %config.redacted_url(), seed);
+        Self {
+            state: Box::new(State {
+                core: phx_proto::Socket::new(config, now),
+                rt,
+                options,
+                commands,
+                registry,
+                span,
+                started: false,
+                dial: None,
+                conn: None,
+                outbox: VecDeque::new(),
+                sleep: None,
+                sleep_at: None,
+                channels: HashMap::new(),
+                joins: HashMap::new(),
+                pushes: HashMap::new(),
+                leaves: HashMap::new(),
+                disconnects: Vec::new(),
+                connect_waiter: None,
+                credentials_error: None,
+                events_cache: Vec::new(),
+                events_version: u64::MAX,
+                wake: Vec::new(),
+                shutting_down: false,
+            }),
+        }
+    }
+
+    pub(crate) fn connect_waiter(&mut self, tx: oneshot::Sender<Result<(), ConnectError>>) {
+        self.state.connect_waiter = Some(tx);
+    }
+}
+
+impl<R: Runtime> Future for Driver<R> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let state = &mut *self.state;
+        let span = state.span.clone();
+        let _entered = span.enter();
+        state.poll_drive(cx)
+    }
+}
+
+impl<R: Runtime> State<R> {
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.started {
+            self.started = true;
+            let now = self.rt.now();
+            self.core.connect(now);
+        }
+        for _ in 0..MAX_ROUNDS {
+            let mut progress = false;
+            progress |= self.poll_read(cx);
+            progress |= self.poll_dial(cx);
+            progress |= self.poll_commands(cx);
+            progress |= self.poll_timer(cx);
+            progress |= self.process_outputs();
+            progress |= self.poll_write(cx);
+            progress |= self.process_outputs();
+            for w in self.wake.drain(..) {
+                w.wake();
+            }
+            if self.shutting_down && self.conn.is_none() && self.dial.is_none() {
+                self.finish();
+                return Poll::Ready(());
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Plenty of work: let other tasks run, then continue.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Reads frames from the open connection and feeds them to the core.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        if conn.closing.is_some() {
+            return false;
+        }
+        let id = conn.id;
+        let mut read = 0;
+        let mut ended = None;
+        let now = self.rt.now();
+        while read < READ_BATCH {
+            match Pin::new(&mut conn.ws).poll_next(cx) {
+                Poll::Ready(Some(Ok(msg))) => {
+                    read += 1;
+                    if let WsMessage::Close(frame) = msg {
+                        ended = Some(transport::close_frame(frame));
+                        break;
+                    }
+                    if let Some(frame) = transport::from_ws(msg) {
+                        trace!(len = frame.len(), "frame in");
+                        if let Err(e) = self.core.handle_frame(now, id, frame) {
+                            debug!(error = %e, "ignored a malformed frame");
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    ended = Some(transport::close_reason(&e));
+                    break;
+                }
+                Poll::Ready(None) => {
+                    ended = Some(CloseReason::Error(
+                        "the connection ended without a close frame".into(),
+                    ));
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if let Some(reason) = ended {
+            self.conn = None;
+            self.core.handle_closed(self.rt.now(), id, reason);
+            return true;
+        }
+        read > 0
+    }
+
+    fn poll_dial(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(dial) = self.dial.as_mut() else {
+            return false;
+        };
+        match dial {
+            Dial::Credentials(conn, fut) => {
+                let conn = *conn;
+                let Poll::Ready(result) = fut.as_mut().poll(cx) else {
+                    return false;
+                };
+                self.dial = None;
+                match result {
+                    Ok(credentials) => {
+                        for (k, v) in &credentials.params {
+                            self.core.set_secret_param(k, v);
+                        }
+                        if credentials.auth_token.is_some() {
+                            self.core.set_auth_token(credentials.auth_token);
+                        }
+                        self.credentials_error = None;
+                        let request = self.core.connect_request();
+                        self.start_connect(conn, &request);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "credentials callback failed");
+                        self.credentials_error = Some(e.clone());
+                        self.core.handle_closed(
+                            self.rt.now(),
+                            conn,
+                            CloseReason::Error(format!("credentials: {e}")),
+                        );
+                    }
+                }
+                true
+            }
+            Dial::Connecting(conn, fut) => {
+                let conn = *conn;
+                let Poll::Ready(result) = fut.as_mut().poll(cx) else {
+                    return false;
+                };
+                self.dial = None;
+                let now = self.rt.now();
+                match result {
+                    Ok(ws) => {
+                        self.conn = Some(Conn {
+                            id: conn,
+                            ws,
+                            needs_flush: false,
+                            closing: None,
+                        });
+                        self.core.handle_connected(now, conn);
+                    }
+                    Err(e) => self
+                        .core
+                        .handle_closed(now, conn, transport::close_reason(&e)),
+                }
+                true
+            }
+        }
+    }
+
+    fn start_connect(&mut self, conn: ConnectionId, request: &phx_proto::ConnectRequest) {
+        match transport::build_request(request) {
+            Ok(req) => {
+                let fut = self.rt.connect(req, self.options.websocket);
+                self.dial = Some(Dial::Connecting(conn, Box::pin(fut)));
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot build the upgrade request");
+                self.core
+                    .handle_closed(self.rt.now(), conn, transport::close_reason(&e));
+            }
+        }
+    }
+
+    fn poll_commands(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.shutting_down || self.outbox.len() > OUTBOX_HIGH {
+            return false;
+        }
+        let mut progress = false;
+        for _ in 0..READ_BATCH {
+            match Pin::new(&mut self.commands).poll_next(cx) {
+                Poll::Ready(Some(cmd)) => {
+                    progress = true;
+                    self.apply(cmd);
+                }
+                Poll::Ready(None) => {
+                    debug!("every handle dropped: shutting down");
+                    self.shutting_down = true;
+                    self.core.disconnect(self.rt.now());
+                    return true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    fn apply(&mut self, cmd: Command) {
+        let now = self.rt.now();
+        match cmd {
+            Command::Join {
+                topic,
+                params,
+                timeout,
+                inbox,
+                subs,
+                reply,
+            } => {
+                let result = match timeout {
+                    Some(t) => self.core.join_with_timeout(now, &topic, params, t),
+                    None => self.core.join(now, &topic, params),
+                };
+                match result {
+                    Ok(id) => {
+                        debug!(topic, channel = %id, "joining");
+                        self.channels.insert(
+                            id,
+                            ChannelEntry {
+                                inbox,
+                                subs,
+                                cached: Vec::new(),
+                                cached_version: u64::MAX,
+                            },
+                        );
+                        self.joins.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(JoinError::Invalid(e)));
+                    }
+                }
+            }
+            Command::Push {
+                channel,
+                event,
+                payload,
+                timeout,
+                reply,
+                accepted,
+            } => match self.core.push(now, channel, &event, payload, timeout) {
+                Ok(push_ref) => {
+                    if let Some(reply) = reply {
+                        self.pushes.insert(push_ref, PushWaiter::Reply(reply));
+                    }
+                    if let Some(accepted) = accepted {
+                        let _ = accepted.send(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(PushError::Refused(e.clone())));
+                    }
+                    if let Some(accepted) = accepted {
+                        let _ = accepted.send(Err(PushError::Refused(e)));
+                    }
+                }
+            },
+            Command::Leave { channel, reply } => match self.core.leave(now, channel) {
+                Ok(()) => {
+                    self.leaves.insert(channel, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(LeaveError::Refused(e)));
+                }
+            },
+            Command::SetJoinParams {
+                channel,
+                params,
+                reply,
+            } => {
+                let _ = reply.send(self.core.set_join_params(channel, params));
+            }
+            Command::SetParam { key, value, secret } => {
+                if secret {
+                    self.core.set_secret_param(&key, &value);
+                } else {
+                    self.core.set_param(&key, &value);
+                }
+            }
+            Command::SetAuthToken(token) => self.core.set_auth_token(token),
+            Command::Stats(reply) => {
+                let _ = reply.send(self.core.stats());
+            }
+            Command::Disconnect(reply) => {
+                self.core.disconnect(now);
+                self.disconnects.push(reply);
+            }
+            Command::Connect => self.core.connect(now),
+        }
+    }
+
+    /// Fires the core's deadlines. The runtime's sleep wakes the task; the clock is checked
+    /// directly, so an elapsed deadline is never missed even if the sleep future lags.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.core.poll_timeout() else {
+            self.sleep = None;
+            self.sleep_at = None;
+            return false;
+        };
+        let now = self.rt.now();
+        if now >= deadline {
+            self.core.handle_timeout(now);
+            return true;
+        }
+        if self.sleep_at != Some(deadline) {
+            self.sleep = Some(Box::pin(self.rt.sleep_until(deadline)));
+            self.sleep_at = Some(deadline);
+        }
+        if let Some(sleep) = self.sleep.as_mut()
+            && sleep.as_mut().poll(cx).is_ready()
+        {
+            self.sleep = None;
+            self.sleep_at = None;
+            self.core.handle_timeout(self.rt.now());
+            return true;
+        }
+        false
+    }
+
+    /// Writes queued frames; drops a closing connection once its close frame is out.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            self.outbox.clear();
+            return false;
+        };
+        let mut wrote = false;
+        let mut failed = None;
+        while !self.outbox.is_empty() {
+            match Pin::new(&mut conn.ws).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    if let Some(msg) = self.outbox.pop_front()
+                        && let Err(e) = Pin::new(&mut conn.ws).start_send(msg)
+                    {
+                        failed = Some(e);
+                        break;
+                    }
+                    wrote = true;
+                    conn.needs_flush = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if failed.is_none() && conn.needs_flush {
+            match Pin::new(&mut conn.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => conn.needs_flush = false,
+                Poll::Ready(Err(e)) => failed = Some(e),
+                Poll::Pending => {}
+            }
+        }
+        let id = conn.id;
+        if let Some(closing) = conn.closing.as_mut() {
+            let flushed = self.outbox.is_empty() && !conn.needs_flush;
+            if flushed || failed.is_some() || closing.as_mut().poll(cx).is_ready() {
+                self.conn = None;
+                self.outbox.clear();
+                return true;
+            }
+        } else if let Some(e) = failed {
+            self.conn = None;
+            self.outbox.clear();
+            self.core
+                .handle_closed(self.rt.now(), id, transport::close_reason(&e));
+            return true;
+        }
+        wrote
+    }
+
+    /// Carries out the core's transmits and dispatches its events; whether there were any.
+    fn process_outputs(&mut self) -> bool {
+        let mut any = false;
+        while let Some(t) = self.core.poll_transmit() {
+            any = true;
+            match t {
+                Transmit::Connect { conn, request } => {
+                    self.conn = None;
+                    self.outbox.clear();
+                    info!(url = request.redacted_url(), %conn, "connecting");
+                    match self.options.credentials.clone() {
+                        Some(credentials) => {
+                            self.dial = Some(Dial::Credentials(conn, credentials()));
+                        }
+                        None => self.start_connect(conn, &request),
+                    }
+                }
+                Transmit::Frame(frame) => {
+                    if self.conn.as_ref().is_some_and(|c| c.closing.is_none()) {
+                        trace!(len = frame.len(), "frame out");
+                        self.outbox.push_back(transport::to_ws(frame));
+                    }
+                }
+                Transmit::Close { conn, code, reason } => {
+                    if matches!(&self.dial, Some(Dial::Connecting(c, _) | Dial::Credentials(c, _)) if *c == conn)
+                    {
+                        self.dial = None;
+                    }
+                    if let Some(c) = self.conn.as_mut().filter(|c| c.id == conn) {
+                        debug!(code, reason, "closing the connection");
+                        self.outbox.push_back(WsMessage::Close(Some(CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: reason.into(),
+                        })));
+                        let deadline = self.rt.now() + self.options.close_timeout;
+                        c.closing = Some(Box::pin(self.rt.sleep_until(deadline)));
+                    }
+                }
+            }
+        }
+        while let Some(event) = self.core.poll_event() {
+            any = true;
+            self.dispatch(event);
+        }
+        if !self.disconnects.is_empty() && self.conn.is_none() && self.dial.is_none() {
+            for tx in self.disconnects.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+        any
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match &event {
+            Event::Message { channel, message } => {
+                self.deliver(*channel, message);
+                return;
+            }
+            Event::Replied {
+                push_ref,
+                status,
+                response,
+                ..
+            } => {
+                if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(push_ref) {
+                    let reply = Reply {
+                        status: status.clone(),
+                        response: response.clone(),
+                    };
+                    let _ = tx.send(if reply.is_ok() {
+                        Ok(reply)
+                    } else {
+                        Err(PushError::Rejected(reply))
+                    });
+                }
+                return;
+            }
+            Event::PushTimedOut { push_ref, .. } => {
+                if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(push_ref) {
+                    let _ = tx.send(Err(PushError::Timeout));
+                }
+            }
+            Event::PushFailed {
+                push_ref, reason, ..
+            } => {
+                if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(push_ref) {
+                    let _ = tx.send(Err(PushError::Failed(reason.clone())));
+                }
+            }
+            Event::Connecting { attempt, .. } => debug!(attempt, "connection attempt"),
+            Event::Connected { conn } => {
+                info!(%conn, "connected");
+                if let Some(tx) = self.connect_waiter.take() {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Event::Disconnected {
+                reason,
+                reconnect_delay,
+                ..
+            } => {
+                info!(?reason, ?reconnect_delay, "disconnected");
+                if let Some(tx) = self.connect_waiter.take() {
+                    let err = match self.credentials_error.take() {
+                        Some(e) => ConnectError::Credentials(e),
+                        None => ConnectError::from_disconnect(reason),
+                    };
+                    let _ = tx.send(Err(err));
+                    self.shutting_down = true;
+                    self.core.disconnect(self.rt.now());
+                }
+            }
+            Event::ReconnectGaveUp { attempts } => warn!(attempts, "gave up reconnecting"),
+            Event::Joined {
+                channel,
+                response,
+                rejoin,
+            } => {
+                debug!(%channel, rejoin, "joined");
+                if let Some(tx) = self.joins.remove(channel) {
+                    let _ = tx.send(Ok((
+                        *channel,
+                        Reply {
+                            status: "ok".into(),
+                            response: response.clone(),
+                        },
+                    )));
+                }
+            }
+            Event::JoinFailed {
+                channel,
+                status,
+                response,
+                retry_at,
+            } => {
+                debug!(%channel, %status, "join refused");
+                if retry_at.is_none() {
+                    let reply = Reply {
+                        status: status.clone(),
+                        response: response.clone(),
+                    };
+                    self.end_channel(*channel, JoinError::Rejected(reply));
+                }
+            }
+            Event::JoinTimedOut { channel, retry_at } => {
+                debug!(%channel, "join timed out");
+                if retry_at.is_none() {
+                    self.end_channel(*channel, JoinError::Timeout);
+                }
+            }
+            Event::ChannelErrored {
+                channel, reason, ..
+            } => debug!(%channel, ?reason, "channel errored"),
+            Event::Left { channel, .. } | Event::ChannelClosed { channel, .. } => {
+                debug!(%channel, "channel ended");
+                self.end_channel(*channel, JoinError::Closed);
+            }
+            Event::Heartbeat { rtt } => trace!(?rtt, "heartbeat"),
+            Event::Unexpected(u) => debug!(?u, "ignored input"),
+            _ => {}
+        }
+        self.broadcast_event(event);
+    }
+
+    fn deliver(&mut self, channel: ChannelId, message: &Message) {
+        let Some(entry) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        let version = entry.subs.version.load(Ordering::Acquire);
+        if version != entry.cached_version {
+            let list = entry.subs.list.lock().unwrap_or_else(|e| e.into_inner());
+            entry.cached = list.clone();
+            entry.cached_version = version;
+        }
+        for (filter, sub) in &entry.cached {
+            if filter
+                .as_deref()
+                .is_none_or(|f| f == message.event.as_str())
+                && let Some(inbox) = sub.upgrade()
+                && let Some(w) = inbox.push(message.clone())
+            {
+                self.wake.push(w);
+            }
+        }
+        if let Some(w) = entry.inbox.push(message.clone()) {
+            self.wake.push(w);
+        }
+    }
+
+    fn broadcast_event(&mut self, event: Event) {
+        let version = self.registry.events_version.load(Ordering::Acquire);
+        if version != self.events_version {
+            let list = self
+                .registry
+                .events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.events_cache = list.clone();
+            self.events_version = version;
+        }
+        for sub in &self.events_cache {
+            if let Some(inbox) = sub.upgrade()
+                && let Some(w) = inbox.push(event.clone())
+            {
+                self.wake.push(w);
+            }
+        }
+    }
+
+    /// A channel's life is over: resolve its waiters and end its message streams.
+    fn end_channel(&mut self, channel: ChannelId, join_error: JoinError) {
+        if let Some(tx) = self.joins.remove(&channel) {
+            let _ = tx.send(Err(join_error));
+        }
+        if let Some(tx) = self.leaves.remove(&channel) {
+            let _ = tx.send(Ok(()));
+        }
+        if let Some(entry) = self.channels.remove(&channel) {
+            self.wake.extend(entry.inbox.close());
+            let list = entry.subs.list.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, sub) in list.iter() {
+                if let Some(inbox) = sub.upgrade() {
+                    self.wake.extend(inbox.close());
+                }
+            }
+        }
+    }
+
+    /// The driver stops: every waiter learns that the socket is closed, every stream ends.
+    fn finish(&mut self) {
+        info!("socket stopped");
+        if let Some(tx) = self.connect_waiter.take() {
+            let _ = tx.send(Err(ConnectError::Shutdown));
+        }
+        let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for id in ids {
+            self.end_channel(id, JoinError::SocketClosed);
+        }
+        for (_, PushWaiter::Reply(tx)) in self.pushes.drain() {
+            let _ = tx.send(Err(PushError::Failed(PushFailure::Disconnected)));
+        }
+        for tx in self.disconnects.drain(..) {
+            let _ = tx.send(());
+        }
+        let list = self
+            .registry
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for sub in list.iter() {
+            if let Some(inbox) = sub.upgrade() {
+                self.wake.extend(inbox.close());
+            }
+        }
+        drop(list);
+        for w in self.wake.drain(..) {
+            w.wake();
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The runtime-neutral async Phoenix Channels client behind `phx-tokio` and `phx-async-std`.
+//!
+//! Applications use one of those crates; this one holds what they share, written once: the
+//! handles ([`Socket`], [`Channel`]), the command queue, the bounded message queues and the
+//! driver loop over a generic WebSocket. An adapter only implements [`Runtime`] (clock, timers,
+//! spawning and dialing). Every protocol rule lives in [`phx_proto`].
+//!
+//! # Queues and slow consumers
+//!
+//! The driver never waits for the application: a blocked driver would miss heartbeats. Each
+//! message and event stream is bounded ([`Builder::channel_capacity`],
+//! [`Builder::event_capacity`]); when a reader falls behind, new items are dropped, counted,
+//! and reported in place as [`Lagged`]`(n)`, so `received + lagged == sent` always holds.
+//! Callers of `join`, `push` and friends wait when the command queue is full or the
+//! WebSocket cannot take more frames (backpressure on producers).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod driver;
+mod error;
+mod inbox;
+mod runtime;
+mod socket;
+mod transport;
+
+pub use driver::Driver;
+pub use error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};
+pub use inbox::{Lagged, Receiver};
+pub use runtime::Runtime;
+pub use socket::{Builder, Channel, ChannelBuilder, Credentials, Events, Messages, Reply, Socket};
+
+pub use phx_proto as proto;
+pub use phx_proto::{
+    Backoff, ChannelId, CloseReason, DisconnectReason, Event, Message, Payload, PayloadError,
+    PushFailure, Stats,
+};
+pub use tungstenite::protocol::WebSocketConfig;

@@ -1,0 +1,41 @@
+//! The seam between the shared client and an async runtime: a clock, timers, spawning and
+//! dialing. Everything else (handles, commands, the driver loop) is written once, here.
+
+use std::future::Future;
+use std::time::Instant;
+
+use futures::{Sink, Stream};
+use tungstenite::handshake::client::Request;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Error as WsError, Message as WsMessage};
+
+/// What an adapter provides. `phx-tokio` and `phx-async-std` implement it in a few dozen lines.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// An open WebSocket: a stream of received messages and a sink for outgoing ones.
+    type WebSocket: Stream<Item = Result<WsMessage, WsError>>
+        + Sink<WsMessage, Error = WsError>
+        + Send
+        + Unpin
+        + 'static;
+
+    /// A timer future.
+    type Sleep: Future<Output = ()> + Send + 'static;
+
+    /// The runtime's clock (virtual time in tests that pause it).
+    fn now(&self) -> Instant;
+
+    /// A future that completes at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> Self::Sleep;
+
+    /// Runs `future` in the background.
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static;
+
+    /// Dials and performs the WebSocket handshake for `request`.
+    fn connect(
+        &self,
+        request: Request,
+        config: WebSocketConfig,
+    ) -> impl Future<Output = Result<Self::WebSocket, WsError>> + Send + 'static;
+}

@@ -1,0 +1,810 @@
+//! The user-facing handles: [`Builder`], [`Socket`], [`ChannelBuilder`], [`Channel`].
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::SinkExt;
+use futures::channel::{mpsc, oneshot};
+use phx_proto::{
+    Backoff, ByteStr, ChannelId, Config, ConfigBuilder, ConfigError, Event, Message, Payload,
+    PayloadError, Serializer, Stats,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::driver::{Command, Driver};
+use crate::error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};
+use crate::inbox::{Inbox, Receiver};
+use crate::runtime::Runtime;
+
+/// A stream of a channel's messages: `Ok(message)`, or `Err(Lagged(n))` where `n` messages
+/// were dropped because the consumer fell behind (see [`Builder::channel_capacity`]).
+pub type Messages = Receiver<Message>;
+
+/// A stream of socket and channel lifecycle events (see [`Socket::events`]).
+pub type Events = Receiver<Event>;
+
+/// A reply to a join or a push: its status and the server's response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// `ok`, `error`, or a custom status the server channel chose.
+    pub status: ByteStr,
+    /// The response payload (JSON or binary).
+    pub response: Payload,
+}
+
+impl Reply {
+    /// Whether the status is `ok`.
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+
+    /// Deserializes the response.
+    ///
+    /// # Errors
+    /// [`PayloadError`] if the response is binary or does not fit `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, PayloadError> {
+        self.response.decode()
+    }
+
+    pub(crate) fn response_text(&self) -> String {
+        match self.response.as_json_str() {
+            Some(s) => s.chars().take(200).collect(),
+            None => format!("<{} binary bytes>", self.response.as_bytes().len()),
+        }
+    }
+}
+
+/// Produces fresh connect credentials before every connection attempt.
+pub(crate) type CredentialsFn = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Credentials, String>> + Send>> + Send + Sync,
+>;
+
+/// Credentials computed before a connection attempt by a callback given to
+/// [`Builder::credentials`]: params (treated as secrets) and an optional auth token.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// URL params to set (replacing any with the same key).
+    pub params: Vec<(String, String)>,
+    /// The auth token, sent in `Sec-WebSocket-Protocol`.
+    pub auth_token: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field(
+                "params",
+                &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Driver settings that are not protocol settings.
+#[derive(Clone)]
+pub(crate) struct Options {
+    pub(crate) channel_capacity: usize,
+    pub(crate) event_capacity: usize,
+    pub(crate) command_capacity: usize,
+    pub(crate) websocket: WebSocketConfig,
+    pub(crate) credentials: Option<CredentialsFn>,
+    pub(crate) close_timeout: Duration,
+}
+
+/// Configures and starts a [`Socket`].
+///
+/// Protocol settings are those of [`phx_proto::ConfigBuilder`]; the rest tune the queues and
+/// the WebSocket. An invalid setting is reported by [`Builder::connect`].
+#[must_use]
+pub struct Builder<R> {
+    config: Result<ConfigBuilder, ConfigError>,
+    seeded: bool,
+    options: Options,
+    runtime: R,
+}
+
+impl<R: Runtime> Builder<R> {
+    /// Starts configuring a socket for `endpoint` (such as `wss://example.com/socket`) on
+    /// `runtime`.
+    pub fn new(endpoint: &str, runtime: R) -> Self {
+        Self {
+            config: Config::builder(endpoint),
+            seeded: false,
+            options: Options {
+                channel_capacity: 4096,
+                event_capacity: 1024,
+                command_capacity: 1024,
+                websocket: WebSocketConfig::default(),
+                credentials: None,
+                close_timeout: Duration::from_secs(1),
+            },
+            runtime,
+        }
+    }
+
+    fn map(mut self, f: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Self {
+        self.config = self.config.map(f);
+        self
+    }
+
+    /// Adds a connect param, sent in the URL query on every connect.
+    pub fn param(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.map(|c| c.param(key, value))
+    }
+
+    /// Adds a connect param whose value never appears in logs, `Debug` output or errors.
+    pub fn secret_param(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.map(|c| c.secret_param(key, value))
+    }
+
+    /// Sends `token` in the `Sec-WebSocket-Protocol` header (Phoenix 1.8 `auth_token: true`).
+    pub fn auth_token(self, token: impl Into<String>) -> Self {
+        self.map(|c| c.auth_token(token))
+    }
+
+    /// Adds an HTTP header to the upgrade request.
+    pub fn header(self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.map(|c| c.header(name, value))
+    }
+
+    /// Heartbeat interval (30 s); a missed heartbeat reply marks the connection dead.
+    pub fn heartbeat(self, interval: Duration) -> Self {
+        self.map(|c| c.heartbeat_interval(interval))
+    }
+
+    /// Default timeout of joins, pushes and leaves (10 s).
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.map(|c| c.timeout(timeout))
+    }
+
+    /// Longest time a connection attempt may take, credentials, dial and handshake included
+    /// (10 s).
+    pub fn connect_timeout(self, timeout: Duration) -> Self {
+        self.map(|c| c.connect_timeout(timeout))
+    }
+
+    /// Reconnect schedule (phoenix.js's by default).
+    pub fn reconnect(self, backoff: Backoff) -> Self {
+        self.map(|c| c.reconnect(backoff))
+    }
+
+    /// Rejoin schedule (phoenix.js's by default).
+    pub fn rejoin(self, backoff: Backoff) -> Self {
+        self.map(|c| c.rejoin(backoff))
+    }
+
+    /// Stops reconnecting after this many failed attempts in a row.
+    pub fn max_reconnect_attempts(self, attempts: u32) -> Self {
+        self.map(|c| c.max_reconnect_attempts(attempts))
+    }
+
+    /// Reconnects even when the server closes with 1000 (off by default, as in phoenix.js).
+    pub fn reconnect_on_normal_close(self, reconnect: bool) -> Self {
+        self.map(|c| c.reconnect_on_normal_close(reconnect))
+    }
+
+    /// The wire format ([`phx_proto::V2Json`] by default).
+    pub fn serializer(self, serializer: impl Serializer + 'static) -> Self {
+        self.map(|c| c.serializer(serializer))
+    }
+
+    /// Seed of the backoff jitter. Without one, a seed is drawn at start and logged, so a run
+    /// can be replayed.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.seeded = true;
+        self.map(|c| c.rng_seed(seed))
+    }
+
+    /// Most pushes waiting for a connection or a join (1024); beyond it a push fails at once.
+    pub fn send_buffer_capacity(self, capacity: usize) -> Self {
+        self.map(|c| c.send_buffer_capacity(capacity))
+    }
+
+    /// Most pushes awaiting replies at once (65 536).
+    pub fn max_pending_pushes(self, max: usize) -> Self {
+        self.map(|c| c.max_pending_pushes(max))
+    }
+
+    /// Messages kept for a channel's reader (4096 per stream). When a reader falls further
+    /// behind, new messages are dropped and counted, and the stream yields
+    /// [`crate::Lagged`]`(n)` where they were lost; the socket itself never waits for a reader.
+    pub fn channel_capacity(mut self, capacity: usize) -> Self {
+        self.options.channel_capacity = capacity;
+        self
+    }
+
+    /// Events kept for each [`Socket::events`] reader (1024), with the same lag policy.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.options.event_capacity = capacity;
+        self
+    }
+
+    /// WebSocket limits and buffer sizes (tungstenite's defaults otherwise).
+    pub fn websocket_config(mut self, config: WebSocketConfig) -> Self {
+        self.options.websocket = config;
+        self
+    }
+
+    /// Calls `credentials` before every connection attempt, so an expired token is never
+    /// replayed on reconnect. Its params are treated as secrets.
+    ///
+    /// ```no_run
+    /// # fn f<R: phx_client::Runtime>(b: phx_client::Builder<R>) -> phx_client::Builder<R> {
+    /// b.credentials(|| async {
+    ///     let token = String::from("fresh-token"); // e.g. fetched from an auth service
+    ///     Ok::<_, std::io::Error>(phx_client::Credentials {
+    ///         params: vec![("token".into(), token)],
+    ///         auth_token: None,
+    ///     })
+    /// })
+    /// # }
+    /// ```
+    pub fn credentials<F, Fut, E>(mut self, credentials: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Credentials, E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        self.options.credentials = Some(Arc::new(move || {
+            let fut = credentials();
+            Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+        }));
+        self
+    }
+
+    /// As [`Builder::credentials`], with a synchronous callback returning the params.
+    pub fn params_with<F>(self, params: F) -> Self
+    where
+        F: Fn() -> Vec<(String, String)> + Send + Sync + 'static,
+    {
+        self.credentials(move || {
+            let params = params();
+            async move {
+                Ok::<_, std::convert::Infallible>(Credentials {
+                    params,
+                    auth_token: None,
+                })
+            }
+        })
+    }
+
+    /// As [`Builder::credentials`], with a synchronous callback returning the auth token.
+    pub fn auth_token_with<F>(self, token: F) -> Self
+    where
+        F: Fn() -> String + Send + Sync + 'static,
+    {
+        self.credentials(move || {
+            let auth_token = Some(token());
+            async move {
+                Ok::<_, std::convert::Infallible>(Credentials {
+                    params: Vec::new(),
+                    auth_token,
+                })
+            }
+        })
+    }
+
+    fn build(self) -> Result<(Socket<R>, Driver<R>), ConfigError> {
+        let mut builder = self.config?;
+        let mut seed = None;
+        if !self.seeded {
+            let s = random_seed();
+            seed = Some(s);
+            builder = builder.rng_seed(s);
+        }
+        let config = builder.build()?;
+        let seed = seed.unwrap_or(config.rng_seed());
+        let (tx, rx) = mpsc::channel(self.options.command_capacity);
+        let registry = Arc::new(Registry::default());
+        let shared = Arc::new(Shared {
+            commands: tx,
+            registry: registry.clone(),
+            event_capacity: self.options.event_capacity,
+            channel_capacity: self.options.channel_capacity,
+            url: config.redacted_url(),
+        });
+        let socket = Socket {
+            shared,
+            _runtime: PhantomData,
+        };
+        let driver = Driver::new(self.runtime, config, self.options, rx, registry, seed);
+        Ok((socket, driver))
+    }
+
+    /// Starts the socket and waits for its first connection.
+    ///
+    /// # Errors
+    /// [`ConnectError`] if the configuration is invalid or the first attempt fails (refused,
+    /// timed out, unreachable); the socket is then shut down. Use
+    /// [`Builder::connect_lazy`] to keep retrying in the background instead.
+    pub async fn connect(self) -> Result<Socket<R>, ConnectError> {
+        let runtime = self.runtime.clone();
+        let (socket, mut driver) = self.build()?;
+        let (tx, rx) = oneshot::channel();
+        driver.connect_waiter(tx);
+        runtime.spawn(driver);
+        match rx.await {
+            Ok(Ok(())) => Ok(socket),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ConnectError::Shutdown),
+        }
+    }
+
+    /// Starts the socket and returns at once; it connects, and reconnects, in the background.
+    /// Joins and pushes made meanwhile wait for the connection.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an invalid setting.
+    pub fn connect_lazy(self) -> Result<Socket<R>, ConfigError> {
+        let runtime = self.runtime.clone();
+        let (socket, driver) = self.build()?;
+        runtime.spawn(driver);
+        Ok(socket)
+    }
+
+    /// Returns the socket and its driver without spawning it, for applications that run their
+    /// own executor. The driver must be polled (spawned) for anything to happen; it connects
+    /// as soon as it runs.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an invalid setting.
+    pub fn into_driver(self) -> Result<(Socket<R>, Driver<R>), ConfigError> {
+        self.build()
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS once per process; mix in the time for distinct sockets.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    h.finish()
+}
+
+/// State shared by every handle of one socket. The driver does not hold it (it would keep the
+/// command channel open): it shares only the [`Registry`].
+pub(crate) struct Shared {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) event_capacity: usize,
+    pub(crate) channel_capacity: usize,
+    pub(crate) url: String,
+}
+
+/// Subscribers to socket events, shared by the handles (which add them) and the driver (which
+/// feeds them); the version tells the driver to refresh its copy.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub(crate) events: Mutex<Vec<Weak<Inbox<Event>>>>,
+    pub(crate) events_version: AtomicU64,
+}
+
+/// A Phoenix socket: one WebSocket, many channels. A cheap `Clone`; the connection is owned
+/// by a driver task that stops (closing the WebSocket cleanly) when every handle, channels
+/// included, is dropped.
+pub struct Socket<R> {
+    shared: Arc<Shared>,
+    _runtime: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for Socket<R> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            _runtime: PhantomData,
+        }
+    }
+}
+
+impl<R> fmt::Debug for Socket<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("url", &self.shared.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime + Default> Socket<R> {
+    /// Starts configuring a socket for `endpoint`, such as `wss://example.com/socket`.
+    pub fn builder(endpoint: &str) -> Builder<R> {
+        Builder::new(endpoint, R::default())
+    }
+}
+
+impl<R> Socket<R> {
+    async fn send(&self, command: Command) -> Result<(), SocketClosed> {
+        self.shared
+            .commands
+            .clone()
+            .send(command)
+            .await
+            .map_err(|_| SocketClosed)
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SocketClosed> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        rx.await.map_err(|_| SocketClosed)
+    }
+
+    /// The endpoint URL, secrets redacted.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// Prepares a channel for `topic`; [`ChannelBuilder::join`] joins it.
+    pub fn channel(&self, topic: impl Into<String>) -> ChannelBuilder<R> {
+        ChannelBuilder {
+            socket: self.clone(),
+            topic: topic.into(),
+            params: Ok(Payload::empty()),
+            timeout: None,
+        }
+    }
+
+    /// Socket and channel lifecycle events from now on: connects, disconnects with their
+    /// reason and next retry, heartbeats with their RTT, joins and rejoins, errors, leaves,
+    /// push timeouts and failures, and ignored input. Message traffic is not included (read it
+    /// from [`Channel::messages`]).
+    pub fn events(&self) -> Events {
+        let inbox = Inbox::new(self.shared.event_capacity);
+        let registry = &self.shared.registry;
+        let mut subs = registry.events.lock().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|w| w.strong_count() > 0);
+        subs.push(Arc::downgrade(&inbox));
+        registry.events_version.fetch_add(1, Ordering::Release);
+        Receiver::new(inbox)
+    }
+
+    /// A snapshot of the socket's counters.
+    ///
+    /// # Errors
+    /// [`SocketClosed`] if the driver has stopped.
+    pub async fn stats(&self) -> Result<Stats, SocketClosed> {
+        self.ask(Command::Stats).await
+    }
+
+    /// Leaves every channel, closes the WebSocket with 1000 and stops reconnecting; every
+    /// pending join and push ends. [`Socket::connect`] starts again.
+    ///
+    /// # Errors
+    /// [`SocketClosed`] if the driver has stopped.
+    pub async fn disconnect(&self) -> Result<(), SocketClosed> {
+        self.ask(Command::Disconnect).await
+    }
+
+    /// Connects again after [`Socket::disconnect`], or after the socket gave up; dials at once
+    /// while waiting to reconnect.
+    ///
+    /// # Errors
+    /// [`SocketClosed`] if the driver has stopped.
+    pub async fn connect(&self) -> Result<(), SocketClosed> {
+        self.send(Command::Connect).await
+    }
+
+    /// Sets a connect param for the next connection attempts.
+    ///
+    /// # Errors
+    /// [`SocketClosed`] if the driver has stopped.
+    pub async fn set_param(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), SocketClosed> {
+        self.send(Command::SetParam {
+            key: key.into(),
+            value: value.into(),
+            secret: false,
+        })
+        .await
+    }
+
+    /// Sets a secret connect param for the next connection attempts.
+    ///
+    /// # Errors
+    /// [`SocketClosed`] if the driver has stopped.
+    pub async fn set_secret_param(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), SocketClosed> {
+        self.send(Command::SetParam {
+            key: key.into(),
+            value: value.into(),
+            secret: true,
+        })
+        .await
+    }
+
+    /// Sets or clears the auth token for the next connection attempts.
+    ///
+    /// # Errors
+    /// [`SocketClosed`] if the driver has stopped.
+    pub async fn set_auth_token(&self, token: Option<String>) -> Result<(), SocketClosed> {
+        self.send(Command::SetAuthToken(token)).await
+    }
+
+    /// Whether the driver has stopped.
+    pub fn is_closed(&self) -> bool {
+        self.shared.commands.is_closed()
+    }
+}
+
+/// A channel to be joined; from [`Socket::channel`].
+#[must_use]
+pub struct ChannelBuilder<R> {
+    socket: Socket<R>,
+    topic: String,
+    params: Result<Payload, String>,
+    timeout: Option<Duration>,
+}
+
+impl<R> ChannelBuilder<R> {
+    /// Join params, serialized once and sent with every (re)join.
+    pub fn params(mut self, params: &impl Serialize) -> Self {
+        self.params = Payload::json(params).map_err(|e| e.to_string());
+        self
+    }
+
+    /// Join params as a ready payload (JSON or binary).
+    pub fn payload(mut self, params: Payload) -> Self {
+        self.params = Ok(params);
+        self
+    }
+
+    /// Timeout of this channel's joins, and default timeout of its pushes.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Joins the channel and waits for the server's answer. Messages are kept from the moment
+    /// of the join, so nothing sent right after the reply is missed.
+    ///
+    /// Once joined, the channel rejoins by itself after errors and reconnects (watch
+    /// [`Socket::events`] for `Joined { rejoin: true }` to refetch missed state).
+    ///
+    /// # Errors
+    /// [`JoinError::Rejected`] with the server's reply, [`JoinError::Timeout`],
+    /// [`JoinError::Invalid`] (such as a topic already joined on this socket),
+    /// [`JoinError::Closed`], [`JoinError::SocketClosed`].
+    pub async fn join(self) -> Result<(Channel<R>, Reply), JoinError> {
+        let params = self.params.map_err(JoinError::Serialize)?;
+        let inbox = Inbox::new(self.socket.shared.channel_capacity);
+        let subs = Arc::new(ChannelSubs::default());
+        let (tx, rx) = oneshot::channel();
+        self.socket
+            .send(Command::Join {
+                topic: self.topic.clone(),
+                params,
+                timeout: self.timeout,
+                inbox: inbox.clone(),
+                subs: subs.clone(),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| JoinError::SocketClosed)?;
+        let (id, reply) = rx.await.map_err(|_| JoinError::SocketClosed)??;
+        let channel = Channel {
+            inner: Arc::new(ChannelInner {
+                id,
+                topic: self.topic,
+                inbox,
+                inbox_taken: AtomicBool::new(false),
+                subs,
+            }),
+            socket: self.socket,
+        };
+        Ok((channel, reply))
+    }
+}
+
+/// A channel subscriber: an event filter (`None`: every message) and its queue.
+pub(crate) type Subscriber = (Option<String>, Weak<Inbox<Message>>);
+
+/// Extra subscribers of a channel, registered from any handle and picked up by the driver.
+#[derive(Default)]
+pub(crate) struct ChannelSubs {
+    pub(crate) list: Mutex<Vec<Subscriber>>,
+    pub(crate) version: AtomicU64,
+}
+
+struct ChannelInner {
+    id: ChannelId,
+    topic: String,
+    inbox: Arc<Inbox<Message>>,
+    inbox_taken: AtomicBool,
+    subs: Arc<ChannelSubs>,
+}
+
+/// A joined channel. A cheap `Clone`. Dropping it does not leave the channel: call
+/// [`Channel::leave`].
+pub struct Channel<R> {
+    inner: Arc<ChannelInner>,
+    socket: Socket<R>,
+}
+
+impl<R> Clone for Channel<R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            socket: self.socket.clone(),
+        }
+    }
+}
+
+impl<R> fmt::Debug for Channel<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("topic", &self.inner.topic)
+            .field("id", &self.inner.id)
+            .finish()
+    }
+}
+
+impl<R> Channel<R> {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.inner.topic
+    }
+
+    /// The core's id of this channel (as found in [`Socket::events`]).
+    pub fn id(&self) -> ChannelId {
+        self.inner.id
+    }
+
+    /// The socket this channel belongs to.
+    pub fn socket(&self) -> &Socket<R> {
+        &self.socket
+    }
+
+    /// The channel's messages (pushes and broadcasts from the server). The first call returns
+    /// every message since the join; later calls return a new stream of the messages from then
+    /// on. The stream ends when the channel ends.
+    pub fn messages(&self) -> Messages {
+        if !self.inner.inbox_taken.swap(true, Ordering::AcqRel) {
+            return Receiver::new(self.inner.inbox.clone());
+        }
+        self.subscribe(None)
+    }
+
+    /// The messages with event `event`, from now on. [`Channel::messages`] still sees them too.
+    pub fn on(&self, event: impl Into<String>) -> Messages {
+        self.subscribe(Some(event.into()))
+    }
+
+    fn subscribe(&self, event: Option<String>) -> Messages {
+        let inbox = Inbox::new(self.socket.shared.channel_capacity);
+        let mut list = self
+            .inner
+            .subs
+            .list
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        list.retain(|(_, w)| w.strong_count() > 0);
+        list.push((event, Arc::downgrade(&inbox)));
+        self.inner.subs.version.fetch_add(1, Ordering::Release);
+        Receiver::new(inbox)
+    }
+
+    /// Pushes `event` with a payload serialized by serde, and waits for the reply.
+    ///
+    /// # Errors
+    /// [`PushError::Rejected`] (error or custom status reply), [`PushError::Timeout`],
+    /// [`PushError::Failed`] (channel or connection gone), [`PushError::Refused`] (buffer
+    /// full, channel leaving...), [`PushError::Serialize`], [`PushError::SocketClosed`].
+    pub async fn push(&self, event: &str, payload: &impl Serialize) -> Result<Reply, PushError> {
+        let payload = Payload::json(payload).map_err(|e| PushError::Serialize(e.to_string()))?;
+        self.push_payload(event, payload, None).await
+    }
+
+    /// Pushes a ready payload (JSON or binary) with an optional timeout, and waits for the reply.
+    ///
+    /// # Errors
+    /// As [`Channel::push`].
+    pub async fn push_payload(
+        &self,
+        event: &str,
+        payload: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, PushError> {
+        let (tx, rx) = oneshot::channel();
+        self.socket
+            .send(Command::Push {
+                channel: self.inner.id,
+                event: event.to_owned(),
+                payload,
+                timeout,
+                reply: Some(tx),
+                accepted: None,
+            })
+            .await
+            .map_err(|_| PushError::SocketClosed)?;
+        rx.await.map_err(|_| PushError::SocketClosed)?
+    }
+
+    /// Pushes raw bytes in a V2 binary frame, and waits for the reply.
+    ///
+    /// # Errors
+    /// As [`Channel::push`].
+    pub async fn push_binary(
+        &self,
+        event: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<Reply, PushError> {
+        self.push_payload(event, Payload::binary(bytes), None).await
+    }
+
+    /// Fire and forget: pushes without waiting for a reply. Returns once the push is sent or
+    /// buffered; whatever the server answers is ignored.
+    ///
+    /// # Errors
+    /// [`PushError::Refused`], [`PushError::Serialize`], [`PushError::SocketClosed`].
+    pub async fn cast(&self, event: &str, payload: &impl Serialize) -> Result<(), PushError> {
+        let payload = Payload::json(payload).map_err(|e| PushError::Serialize(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        self.socket
+            .send(Command::Push {
+                channel: self.inner.id,
+                event: event.to_owned(),
+                payload,
+                timeout: None,
+                reply: None,
+                accepted: Some(tx),
+            })
+            .await
+            .map_err(|_| PushError::SocketClosed)?;
+        rx.await.map_err(|_| PushError::SocketClosed)?
+    }
+
+    /// Replaces the params sent with the next rejoins (for example the last message id seen,
+    /// so the server can replay what was missed).
+    ///
+    /// # Errors
+    /// [`JoinError::Invalid`] if the channel has ended or the params cannot be encoded,
+    /// [`JoinError::Serialize`], [`JoinError::SocketClosed`].
+    pub async fn set_params(&self, params: &impl Serialize) -> Result<(), JoinError> {
+        let params = Payload::json(params).map_err(|e| JoinError::Serialize(e.to_string()))?;
+        let id = self.inner.id;
+        self.socket
+            .ask(|reply| Command::SetJoinParams {
+                channel: id,
+                params,
+                reply,
+            })
+            .await
+            .map_err(|_| JoinError::SocketClosed)?
+            .map_err(JoinError::Invalid)
+    }
+
+    /// Leaves the channel: sends `phx_leave` and waits for the server's confirmation (or the
+    /// timeout). Buffered pushes fail; the message stream ends.
+    ///
+    /// # Errors
+    /// [`LeaveError::Refused`] if it is already leaving or has ended,
+    /// [`LeaveError::SocketClosed`].
+    pub async fn leave(&self) -> Result<(), LeaveError> {
+        let id = self.inner.id;
+        self.socket
+            .ask(|reply| Command::Leave { channel: id, reply })
+            .await
+            .map_err(|_| LeaveError::SocketClosed)?
+    }
+}
