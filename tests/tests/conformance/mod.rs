@@ -1,0 +1,703 @@
+//! The adapter conformance suite: every behaviour of the core that is visible over a real
+//! socket, written once, generic over the runtime, and run against the bundled test server by
+//! `conformance_tokio.rs`, `conformance_async_std.rs` (and a smol check).
+//!
+//! The server runs on its own tokio runtime thread, so the suite does not care which runtime
+//! drives the client. Intervals are short (heartbeats of 300 ms, rejoins after 50 ms) so the
+//! suite runs in seconds on real time.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use phx_client::{
+    Backoff, Builder, ConnectError, DisconnectReason, Event, JoinError, Lagged, Payload, PushError,
+    PushFailure, Runtime, Socket,
+};
+use phx_proto::{ChannelClosed, ChannelError, CloseReason, V1Json};
+use phx_tests::server::ws::TestServer;
+use phx_tests::server::{ConnectAuth, ServerConfig};
+use serde_json::{Value, json};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+/// The test server on a tokio runtime of its own.
+pub struct Harness {
+    pub server: TestServer,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Harness {
+    pub fn start(config: ServerConfig) -> Self {
+        // Built on a thread of its own: the caller may already be inside a runtime.
+        let (rt, server) = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("tokio runtime for the test server");
+            let server = rt.block_on(TestServer::start(config));
+            (rt, server)
+        })
+        .join()
+        .expect("test server thread");
+        Self {
+            server,
+            rt: Some(rt),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Sleeps on the client's runtime.
+pub async fn sleep<R: Runtime + Default>(d: Duration) {
+    let rt = R::default();
+    rt.sleep_until(rt.now() + d).await;
+}
+
+/// Runs `f`, failing the test if it takes longer than `d`.
+pub async fn within<R: Runtime + Default, F: Future>(d: Duration, what: &str, f: F) -> F::Output {
+    futures::select_biased! {
+        out = f.fuse() => out,
+        () = sleep::<R>(d).fuse() => panic!("timed out after {d:?} waiting for {what}"),
+    }
+}
+
+/// Waits for an event matching `pred`, skipping others.
+pub async fn wait_event<R: Runtime + Default>(
+    events: &mut phx_client::Events,
+    d: Duration,
+    what: &str,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Event {
+    within::<R, _>(d, what, async {
+        loop {
+            match events.next().await {
+                Some(Ok(e)) if pred(&e) => return e,
+                Some(_) => {}
+                None => panic!("event stream ended waiting for {what}"),
+            }
+        }
+    })
+    .await
+}
+
+fn builder<R: Runtime + Default>(h: &Harness) -> Builder<R> {
+    Socket::<R>::builder(&h.url())
+        .secret_param("token", "secret")
+        .heartbeat(MS(300))
+        .timeout(MS(2000))
+        .rejoin(Backoff::Schedule {
+            delays: vec![MS(50)],
+            jitter: 0.0,
+        })
+        .reconnect(Backoff::Schedule {
+            delays: vec![MS(20), MS(50), MS(100)],
+            jitter: 0.0,
+        })
+        .rng_seed(1)
+}
+
+async fn connect<R: Runtime + Default>(h: &Harness) -> Socket<R> {
+    within::<R, _>(MS(5000), "connect", builder::<R>(h).connect())
+        .await
+        .expect("connects to the test server")
+}
+
+// ------------------------------------------------------------------ scenarios
+
+/// Join with params, a reply with the server's response, ok/error/custom replies to pushes.
+pub async fn join_push_and_replies<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let (lobby, reply) = socket
+        .channel("room:lobby")
+        .params(&json!({"user": "alice"}))
+        .join()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.decode::<Value>().unwrap(),
+        json!({"joined": "room:lobby", "params": {"user": "alice"}})
+    );
+    let ok = lobby.push("ping", &json!({"n": 1})).await.unwrap();
+    assert!(ok.is_ok());
+    assert_eq!(ok.decode::<Value>().unwrap(), json!({"n": 1}));
+    match lobby.push("error_reply", &json!({})).await {
+        Err(PushError::Rejected(r)) => {
+            assert_eq!(r.status, "error");
+            assert_eq!(r.decode::<Value>().unwrap(), json!({"reason": "nope"}));
+        }
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+    match lobby.push("custom_status", &json!({"x": 2})).await {
+        Err(PushError::Rejected(r)) => assert_eq!(r.status, "custom"),
+        other => panic!("expected a custom status, got {other:?}"),
+    }
+    // Many pushes in flight at once: each reply resolves exactly its push.
+    let pushes = (0..50).map(|i| {
+        let lobby = lobby.clone();
+        async move { lobby.push("ping", &json!({"i": i})).await }
+    });
+    let replies = futures::future::join_all(pushes).await;
+    for (i, r) in replies.into_iter().enumerate() {
+        assert_eq!(r.unwrap().decode::<Value>().unwrap(), json!({"i": i}));
+    }
+}
+
+/// A broadcast reaches every socket joined to the topic, and only them.
+pub async fn broadcast_reaches_every_joiner<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let a = connect::<R>(&h).await;
+    let b = connect::<R>(&h).await;
+    let (ca, _) = a.channel("room:party").join().await.unwrap();
+    let (cb, _) = b.channel("room:party").join().await.unwrap();
+    let (other, _) = b.channel("room:other").join().await.unwrap();
+    let (mut ma, mut mb, mut mo) = (ca.messages(), cb.messages(), other.messages());
+    ca.cast("shout", &json!({"body": "hi all"})).await.unwrap();
+    for m in [&mut ma, &mut mb] {
+        let msg = within::<R, _>(MS(2000), "broadcast", m.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg.event, "shout");
+        assert_eq!(
+            msg.payload.decode::<Value>().unwrap(),
+            json!({"body": "hi all"})
+        );
+    }
+    let stray = futures::select_biased! {
+        m = mo.next().fuse() => Some(m),
+        () = sleep::<R>(MS(200)).fuse() => None,
+    };
+    assert!(stray.is_none(), "room:other got {stray:?}");
+    // Per-event subscription sees only its event.
+    let mut pushes_only = ca.on("push_me_evt");
+    ca.push(
+        "push_me",
+        &json!({"event": "push_me_evt", "payload": {"k": 1}}),
+    )
+    .await
+    .unwrap();
+    let m = within::<R, _>(MS(2000), "pushed event", pushes_only.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.event, "push_me_evt");
+}
+
+/// The server restarts: the socket reconnects and every channel rejoins (Joined, rejoin: true)
+/// and works again.
+pub async fn reconnects_and_rejoins_after_server_restart<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let mut events = socket.events();
+    let mut chans = Vec::new();
+    for i in 0..5 {
+        let (c, _) = socket.channel(format!("room:{i}")).join().await.unwrap();
+        chans.push(c);
+    }
+    for round in 0..3u64 {
+        h.server.restart().await;
+        wait_event::<R>(&mut events, MS(3000), "disconnect", |e| {
+            matches!(e, Event::Disconnected { .. })
+        })
+        .await;
+        let mut rejoined = BTreeSet::new();
+        while rejoined.len() < chans.len() {
+            if let Event::Joined {
+                channel,
+                rejoin: true,
+                ..
+            } = wait_event::<R>(&mut events, MS(5000), "rejoins", |e| {
+                matches!(e, Event::Joined { rejoin: true, .. })
+            })
+            .await
+            {
+                rejoined.insert(channel);
+            }
+        }
+        for c in &chans {
+            let r = c.push("ping", &json!({"round": round})).await.unwrap();
+            assert_eq!(r.decode::<Value>().unwrap(), json!({"round": round}));
+        }
+        for i in 0..5 {
+            assert_eq!(h.server.joins(&format!("room:{i}")).await, round + 2);
+        }
+    }
+}
+
+/// The server stops answering heartbeats: the connection is declared dead within two
+/// intervals, closed, and the socket reconnects once heartbeats are answered again.
+pub async fn detects_a_missed_heartbeat<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let mut events = socket.events();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    wait_event::<R>(&mut events, MS(2000), "a heartbeat", |e| {
+        matches!(e, Event::Heartbeat { .. })
+    })
+    .await;
+    h.server.stop_heartbeat_replies().await;
+    let rt = R::default();
+    let stopped = rt.now();
+    wait_event::<R>(&mut events, MS(2000), "heartbeat timeout", |e| {
+        matches!(
+            e,
+            Event::Disconnected {
+                reason: DisconnectReason::HeartbeatTimeout,
+                ..
+            }
+        )
+    })
+    .await;
+    let detected = rt.now() - stopped;
+    assert!(
+        detected <= MS(2 * 300 + 150),
+        "detected after {detected:?}, more than two intervals"
+    );
+    h.server.resume_heartbeat_replies().await;
+    wait_event::<R>(&mut events, MS(3000), "rejoin", |e| {
+        matches!(e, Event::Joined { rejoin: true, .. })
+    })
+    .await;
+    assert!(lobby.push("ping", &json!({})).await.is_ok());
+    let stats = socket.stats().await.unwrap();
+    assert_eq!(stats.heartbeat_timeouts, 1);
+    assert!(stats.last_rtt.is_some());
+}
+
+/// A push with no reply times out; one over a crashed channel fails; the channel rejoins.
+pub async fn push_timeout_crash_and_rejoin<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let mut events = socket.events();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let r = lobby
+        .push_payload("noreply", Payload::empty(), Some(MS(200)))
+        .await;
+    assert_eq!(r, Err(PushError::Timeout));
+    assert!(r.unwrap_err().is_ambiguous());
+    // A slow reply within its timeout arrives.
+    let slow = lobby
+        .push_payload(
+            "slow",
+            Payload::json(&json!({"ms": 100})).unwrap(),
+            Some(MS(1000)),
+        )
+        .await
+        .unwrap();
+    assert!(slow.is_ok());
+    let crashed = lobby.push("crash", &json!({})).await;
+    assert_eq!(crashed, Err(PushError::Failed(PushFailure::ChannelErrored)));
+    wait_event::<R>(&mut events, MS(2000), "channel errored", |e| {
+        matches!(
+            e,
+            Event::ChannelErrored {
+                reason: ChannelError::Server(_),
+                ..
+            }
+        )
+    })
+    .await;
+    wait_event::<R>(&mut events, MS(2000), "rejoin", |e| {
+        matches!(e, Event::Joined { rejoin: true, .. })
+    })
+    .await;
+    assert!(lobby.push("ping", &json!({"after": "crash"})).await.is_ok());
+}
+
+/// Pushes made before the join completes wait and go out after it, in order.
+pub async fn pushes_wait_for_the_join<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = builder::<R>(&h).connect_lazy().unwrap();
+    let (lobby, _) = within::<R, _>(MS(3000), "join", socket.channel("room:lobby").join())
+        .await
+        .unwrap();
+    let mut events = socket.events();
+    h.server.restart().await;
+    wait_event::<R>(&mut events, MS(3000), "disconnect", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    // Issued while reconnecting: buffered, then sent after the rejoin, in order.
+    let pushes = (0..10).map(|i| {
+        let lobby = lobby.clone();
+        async move { lobby.push("ping", &json!({"i": i})).await }
+    });
+    let replies = within::<R, _>(
+        MS(5000),
+        "buffered pushes",
+        futures::future::join_all(pushes),
+    )
+    .await;
+    for (i, r) in replies.into_iter().enumerate() {
+        assert_eq!(r.unwrap().decode::<Value>().unwrap(), json!({"i": i}));
+    }
+}
+
+/// A join the channel refuses fails with the server's reason, and the topic stays free.
+pub async fn join_refused<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    match socket.channel("room:forbidden").join().await {
+        Err(JoinError::Rejected(r)) => {
+            assert_eq!(
+                r.decode::<Value>().unwrap(),
+                json!({"reason": "unauthorized"})
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    match socket.channel("nope:1").join().await {
+        Err(JoinError::Rejected(r)) => {
+            assert_eq!(
+                r.decode::<Value>().unwrap(),
+                json!({"reason": "unmatched topic"})
+            )
+        }
+        other => panic!("expected unmatched topic, got {other:?}"),
+    }
+    // A second join of a live topic is refused locally.
+    let (_lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    assert!(matches!(
+        socket.channel("room:lobby").join().await,
+        Err(JoinError::Invalid(
+            phx_proto::JoinError::AlreadyJoined { .. }
+        ))
+    ));
+}
+
+/// The server stops the channel (phx_close): its stream ends, it is not rejoined.
+pub async fn server_close_ends_the_channel<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let mut events = socket.events();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let mut messages = lobby.messages();
+    lobby.cast("stop", &json!({})).await.unwrap();
+    wait_event::<R>(&mut events, MS(2000), "channel closed", |e| {
+        matches!(
+            e,
+            Event::ChannelClosed {
+                reason: ChannelClosed::Server,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(
+        within::<R, _>(MS(1000), "stream end", messages.next())
+            .await
+            .is_none()
+    );
+    assert!(matches!(
+        lobby.push("ping", &json!({})).await,
+        Err(PushError::Refused(phx_proto::PushError::UnknownChannel(_)))
+    ));
+    sleep::<R>(MS(300)).await;
+    assert_eq!(h.server.joins("room:lobby").await, 1);
+}
+
+/// Leave waits for the server, ends the stream and frees the topic; disconnect closes cleanly
+/// and ends what is pending.
+pub async fn clean_leave_and_disconnect<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let mut messages = lobby.messages();
+    lobby.leave().await.unwrap();
+    assert!(
+        within::<R, _>(MS(1000), "stream end", messages.next())
+            .await
+            .is_none()
+    );
+    assert!(lobby.leave().await.is_err());
+    let (again, _) = socket.channel("room:lobby").join().await.unwrap();
+    let pending = {
+        let again = again.clone();
+        async move {
+            again
+                .push_payload("noreply", Payload::empty(), Some(MS(10_000)))
+                .await
+        }
+    };
+    let (pending, ()) = futures::join!(pending, async {
+        sleep::<R>(MS(100)).await;
+        socket.disconnect().await.unwrap();
+    });
+    assert_eq!(pending, Err(PushError::Failed(PushFailure::Disconnected)));
+    sleep::<R>(MS(200)).await;
+    assert_eq!(h.server.open_connections().await, 0);
+    // Reconnect on demand after a disconnect.
+    socket.connect().await.unwrap();
+    let (_l, _) = within::<R, _>(
+        MS(3000),
+        "join after reconnect",
+        socket.channel("room:lobby").join(),
+    )
+    .await
+    .unwrap();
+}
+
+/// The auth token travels in Sec-WebSocket-Protocol; a wrong one is refused with 403.
+pub async fn auth_token_and_refusal<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = Socket::<R>::builder(&h.url())
+        .auth_token("secret")
+        .connect()
+        .await
+        .expect("auth token accepted");
+    assert!(socket.channel("room:lobby").join().await.is_ok());
+    let refused = Socket::<R>::builder(&h.url())
+        .auth_token("wrong")
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(refused, ConnectError::Refused { status: 403 });
+    let no_creds = Socket::<R>::builder(&h.url()).connect().await.unwrap_err();
+    assert_eq!(no_creds, ConnectError::Refused { status: 403 });
+}
+
+/// Credentials are fetched before every connection attempt, so a reconnect never replays an
+/// expired token.
+pub async fn credentials_are_refreshed_on_every_connect<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig {
+        auth: ConnectAuth::Custom(Arc::new(|info| {
+            info.param("token").is_some_and(|t| t.starts_with("fresh-"))
+        })),
+        ..ServerConfig::default()
+    });
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let socket = Socket::<R>::builder(&h.url())
+        .rejoin(Backoff::Schedule {
+            delays: vec![MS(50)],
+            jitter: 0.0,
+        })
+        .credentials(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                Ok::<_, String>(phx_client::Credentials {
+                    params: vec![("token".into(), format!("fresh-{n}"))],
+                    auth_token: None,
+                })
+            }
+        })
+        .connect()
+        .await
+        .unwrap();
+    let mut events = socket.events();
+    let (_c, _) = socket.channel("room:lobby").join().await.unwrap();
+    h.server.drop_all().await;
+    wait_event::<R>(&mut events, MS(3000), "rejoin", |e| {
+        matches!(e, Event::Joined { rejoin: true, .. })
+    })
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A failing callback fails the first connect with its message.
+    let err = Socket::<R>::builder(&h.url())
+        .credentials(|| async { Err::<phx_client::Credentials, _>("vault unreachable") })
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(err, ConnectError::Credentials("vault unreachable".into()));
+}
+
+/// Binary frames: push → binary reply, binary server push, binary broadcast.
+pub async fn binary_push_reply_and_broadcast<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let (bin, _) = socket.channel("room:bin").join().await.unwrap();
+    let mut messages = bin.messages();
+    let r = bin
+        .push_binary("bin", vec![1u8, 2, 3, 0, 255])
+        .await
+        .unwrap();
+    assert!(r.response.is_binary());
+    assert_eq!(r.response.as_bytes().as_ref(), &[1, 2, 3, 0, 255]);
+    bin.push_binary("bin_push", &b"push me"[..]).await.unwrap();
+    let m = within::<R, _>(MS(2000), "binary push", messages.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.event, "bin_push");
+    assert_eq!(m.payload.as_bytes().as_ref(), b"push me");
+    bin.push_binary("bin_shout", vec![0xde_u8, 0xad, 0xbe, 0xef])
+        .await
+        .unwrap();
+    let m = within::<R, _>(MS(2000), "binary broadcast", messages.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((m.event.as_str(), m.join_ref.clone()), ("bin_shout", None));
+    assert_eq!(m.payload.as_bytes().as_ref(), &[0xde, 0xad, 0xbe, 0xef]);
+    // A JSON push can get a binary reply.
+    let r = bin.push("bin", &json!({"json": "in"})).await.unwrap();
+    assert_eq!(r.response.as_bytes().as_ref(), br#"{"json":"in"}"#);
+}
+
+/// The V1 serializer works end to end (and refuses binary payloads locally).
+pub async fn v1_serializer<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = builder::<R>(&h).serializer(V1Json).connect().await.unwrap();
+    let (lobby, reply) = socket
+        .channel("room:lobby")
+        .params(&json!({"user": "v1"}))
+        .join()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.decode::<Value>().unwrap()["params"],
+        json!({"user": "v1"})
+    );
+    let mut messages = lobby.messages();
+    assert!(lobby.push("ping", &json!({"v": 1})).await.unwrap().is_ok());
+    lobby.cast("shout", &json!({"b": 1})).await.unwrap();
+    let m = within::<R, _>(MS(2000), "v1 broadcast", messages.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.event, "shout");
+    assert!(matches!(
+        lobby.push_binary("bin", vec![1u8]).await,
+        Err(PushError::Refused(phx_proto::PushError::Encode(_)))
+    ));
+}
+
+/// A flood to a reader that does not keep up: memory stays bounded, and every message is
+/// either received or reported dropped.
+pub async fn slow_reader_gets_explicit_lag<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = builder::<R>(&h)
+        .channel_capacity(64)
+        .connect()
+        .await
+        .unwrap();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let mut messages = lobby.messages();
+    const N: u64 = 5000;
+    // The flood arrives while nobody reads.
+    let r = lobby.push("flood", &json!({"n": N})).await.unwrap();
+    assert_eq!(r.decode::<Value>().unwrap(), json!({"n": N}));
+    let (mut received, mut dropped, mut last) = (0u64, 0u64, 0u64);
+    while received + dropped < N {
+        match within::<R, _>(MS(2000), "flood", messages.next()).await {
+            Some(Ok(m)) => {
+                let i = m.payload.decode::<Value>().unwrap()["i"].as_u64().unwrap();
+                assert!(i > last, "out of order: {i} after {last}");
+                last = i;
+                received += 1;
+            }
+            Some(Err(Lagged(n))) => dropped += n,
+            None => panic!("stream ended"),
+        }
+    }
+    assert_eq!(received + dropped, N);
+    assert!(received >= 64, "the first 64 are kept");
+    assert!(dropped > 0, "a reader this slow must lag");
+}
+
+/// Refused connects report the HTTP status and back off; the socket comes up once the server
+/// accepts again, and `connect_lazy` keeps retrying in the background.
+pub async fn retries_while_the_server_refuses<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    h.server.refuse_connects(MS(400)).await;
+    let socket = builder::<R>(&h).connect_lazy().unwrap();
+    let mut events = socket.events();
+    let refused = wait_event::<R>(&mut events, MS(2000), "refusal", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    assert!(matches!(
+        refused,
+        Event::Disconnected {
+            reason: DisconnectReason::Transport(CloseReason::Refused { status: 503 }),
+            reconnect_at: Some(_),
+            ..
+        }
+    ));
+    let (lobby, _) = within::<R, _>(
+        MS(5000),
+        "join once accepted",
+        socket.channel("room:lobby").join(),
+    )
+    .await
+    .unwrap();
+    assert!(lobby.push("ping", &json!({})).await.is_ok());
+}
+
+/// Dropping every handle shuts the driver down and closes the WebSocket.
+pub async fn dropping_every_handle_closes_the_socket<R: Runtime + Default>() {
+    let h = Harness::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    assert_eq!(h.server.open_connections().await, 1);
+    drop(socket);
+    // A channel handle keeps the socket alive.
+    sleep::<R>(MS(200)).await;
+    assert_eq!(h.server.open_connections().await, 1);
+    assert!(lobby.push("ping", &json!({})).await.is_ok());
+    drop(lobby);
+    let mut open = 1;
+    for _ in 0..50 {
+        sleep::<R>(MS(20)).await;
+        open = h.server.open_connections().await;
+        if open == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        open, 0,
+        "the connection is closed once every handle is gone"
+    );
+}
+
+/// Generates one `#[test]` per scenario, each run by `$run` on the adapter runtime `$rt`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($rt:ty, $run:path) => {
+        $crate::conformance_suite!(@tests $rt, $run,
+            join_push_and_replies,
+            broadcast_reaches_every_joiner,
+            reconnects_and_rejoins_after_server_restart,
+            detects_a_missed_heartbeat,
+            push_timeout_crash_and_rejoin,
+            pushes_wait_for_the_join,
+            join_refused,
+            server_close_ends_the_channel,
+            clean_leave_and_disconnect,
+            auth_token_and_refusal,
+            credentials_are_refreshed_on_every_connect,
+            binary_push_reply_and_broadcast,
+            v1_serializer,
+            slow_reader_gets_explicit_lag,
+            retries_while_the_server_refuses,
+            dropping_every_handle_closes_the_socket,
+        );
+    };
+    (@tests $rt:ty, $run:path, $($name:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $run(conformance::$name::<$rt>());
+            }
+        )+
+    };
+}
