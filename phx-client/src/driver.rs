@@ -617,16 +617,22 @@ impl<R: Runtime> State<R> {
                 }
                 return;
             }
+            _ => {}
+        }
+        // Subscribers first: a stream created after a waiter resolves never sees the event
+        // that resolved it.
+        self.broadcast_event(event.clone());
+        match event {
             Event::PushTimedOut { push_ref, .. } => {
-                if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(push_ref) {
+                if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(&push_ref) {
                     let _ = tx.send(Err(PushError::Timeout));
                 }
             }
             Event::PushFailed {
                 push_ref, reason, ..
             } => {
-                if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(push_ref) {
-                    let _ = tx.send(Err(PushError::Failed(reason.clone())));
+                if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(&push_ref) {
+                    let _ = tx.send(Err(PushError::Failed(reason)));
                 }
             }
             Event::Connecting { attempt, .. } => debug!(attempt, "connection attempt"),
@@ -641,11 +647,11 @@ impl<R: Runtime> State<R> {
                 reconnect_delay,
                 ..
             } => {
-                info!(?reason, ?reconnect_delay, "disconnected");
+                info!(%reason, ?reconnect_delay, "disconnected");
                 if let Some(tx) = self.connect_waiter.take() {
                     let err = match self.credentials_error.take() {
                         Some(e) => ConnectError::Credentials(e),
-                        None => ConnectError::from_disconnect(reason),
+                        None => ConnectError::from_disconnect(&reason),
                     };
                     let _ = tx.send(Err(err));
                     self.shutting_down = true;
@@ -659,12 +665,12 @@ impl<R: Runtime> State<R> {
                 rejoin,
             } => {
                 debug!(%channel, rejoin, "joined");
-                if let Some(tx) = self.joins.remove(channel) {
+                if let Some(tx) = self.joins.remove(&channel) {
                     let _ = tx.send(Ok((
-                        *channel,
+                        channel,
                         Reply {
                             status: "ok".into(),
-                            response: response.clone(),
+                            response,
                         },
                     )));
                 }
@@ -677,17 +683,14 @@ impl<R: Runtime> State<R> {
             } => {
                 debug!(%channel, %status, "join refused");
                 if retry_at.is_none() {
-                    let reply = Reply {
-                        status: status.clone(),
-                        response: response.clone(),
-                    };
-                    self.end_channel(*channel, JoinError::Rejected(reply));
+                    let reply = Reply { status, response };
+                    self.end_channel(channel, JoinError::Rejected(reply));
                 }
             }
             Event::JoinTimedOut { channel, retry_at } => {
                 debug!(%channel, "join timed out");
                 if retry_at.is_none() {
-                    self.end_channel(*channel, JoinError::Timeout);
+                    self.end_channel(channel, JoinError::Timeout);
                 }
             }
             Event::ChannelErrored {
@@ -695,13 +698,12 @@ impl<R: Runtime> State<R> {
             } => debug!(%channel, ?reason, "channel errored"),
             Event::Left { channel, .. } | Event::ChannelClosed { channel, .. } => {
                 debug!(%channel, "channel ended");
-                self.end_channel(*channel, JoinError::Closed);
+                self.end_channel(channel, JoinError::Closed);
             }
             Event::Heartbeat { rtt } => trace!(?rtt, "heartbeat"),
             Event::Unexpected(u) => debug!(?u, "ignored input"),
             _ => {}
         }
-        self.broadcast_event(event);
     }
 
     fn deliver(&mut self, channel: ChannelId, message: &Message) {

@@ -156,6 +156,17 @@ pub enum DisconnectReason {
     Client,
 }
 
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Transport(reason) => reason.fmt(f),
+            Self::HeartbeatTimeout => f.write_str("heartbeat timeout"),
+            Self::ConnectTimeout => f.write_str("connect timeout"),
+            Self::Client => f.write_str("disconnected by the client"),
+        }
+    }
+}
+
 /// What broke a joined channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
