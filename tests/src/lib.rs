@@ -1,5 +1,6 @@
-//! Shared support for phx's cross-crate tests: the golden-trace loader (and, as they land, the
-//! bundled Phoenix-compatible test server and the deterministic simulation harness).
+//! Shared support for phx's cross-crate tests: the golden-trace loader, the bundled
+//! Phoenix-compatible test server ([`server`]: a sans-IO model and its WebSocket wrapper) and,
+//! as it lands, the deterministic simulation harness.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -630,8 +630,14 @@ async fn pump(
                         }
                         continue;
                     }
+                    // Frames the WebSocket layer rejects before the model sees them: too big
+                    // (1009) or a text frame that is not UTF-8 (1007), as Cowboy and Bandit do.
                     Some(Err(WsError::Capacity(_))) => {
                         let _ = sink.send(close_message(1009, String::new())).await;
+                        break;
+                    }
+                    Some(Err(WsError::Utf8(_))) => {
+                        let _ = sink.send(close_message(1007, String::new())).await;
                         break;
                     }
                     None | Some(Err(_)) => break,
