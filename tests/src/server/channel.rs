@@ -8,7 +8,7 @@ use phx_proto::{ByteStr, Message, Payload};
 use serde_json::{Map, Value};
 
 use super::presence::{self, Tracked};
-use super::{Body, ChanMsg, Channel, ConnId, End, Kind, Server, Task, json};
+use super::{Body, ChanMsg, Channel, ConnId, End, Kind, Server, Task, json, reason};
 
 /// Identifies the channel instance a piece of work is for.
 #[derive(Debug)]
@@ -33,10 +33,6 @@ pub(super) enum JoinResult {
 
 fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
-fn reason(text: &str) -> Payload {
-    json::payload(&object([("reason", Value::from(text))]))
 }
 
 /// The channel's `join/3`.

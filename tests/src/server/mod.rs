@@ -73,8 +73,9 @@
 //! diff and replies ok `{}`. When a tracked channel ends, for whatever reason, the remaining
 //! subscribers get a `presence_diff` with the leave. Any other event crashes the channel.
 //!
-//! Broadcasts to a V1 connection of a binary payload are skipped for that connection (Phoenix
-//! would crash the broadcasting process instead).
+//! A broadcast that a subscriber's serializer cannot encode (binary on V1, a binary frame field
+//! over 255 bytes) is skipped for that subscriber (Phoenix would crash the broadcasting process
+//! instead).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -403,35 +404,20 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.tick(now);
         loop {
-            let idle = self.idle.first().map(|&(at, _)| at);
-            let timer = self.timers.first_key_value().map(|(&(at, _), _)| at);
-            let idle_first = match (idle, timer) {
-                (Some(i), Some(t)) => i <= t,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            if idle_first {
-                match self.idle.first().copied() {
-                    Some((at, conn)) if at <= now => {
-                        self.idle.remove(&(at, conn));
-                        if let Some(c) = self.conns.get_mut(&conn) {
-                            c.idle_deadline = None;
-                        }
-                        let code = self.config.idle_close_code;
-                        self.close(conn, code, "");
-                    }
-                    _ => break,
+            let idle = self.idle.first().copied();
+            let timer = self.timers.first_key_value().map(|(&key, _)| key);
+            match (idle, timer) {
+                (Some((at, conn)), next) if at <= now && next.is_none_or(|(t, _)| at <= t) => {
+                    self.idle.remove(&(at, conn));
+                    let code = self.config.idle_close_code;
+                    self.close(conn, code, "");
                 }
-            } else {
-                match self.timers.first_key_value() {
-                    Some((&(at, _), _)) if at <= now => {
-                        if let Some((_, task)) = self.timers.pop_first() {
-                            self.run_queue.push_back(task);
-                        }
+                (_, Some(key)) if key.0 <= now => {
+                    if let Some(task) = self.timers.remove(&key) {
+                        self.run_queue.push_back(task);
                     }
-                    _ => break,
                 }
+                _ => break,
             }
         }
     }
@@ -709,12 +695,8 @@ impl Server {
         }
     }
 
-    fn reason(reason: &str) -> Payload {
-        json::payload(&serde_json::json!({ "reason": reason }))
-    }
-
     fn unmatched(&mut self, conn: ConnId, ref_: Option<ByteStr>, topic: ByteStr) {
-        let reason = Self::reason("unmatched topic");
+        let reason = reason("unmatched topic");
         self.socket_reply(conn, None, ref_, topic, "error", reason);
     }
 
@@ -806,7 +788,7 @@ impl Server {
         }
         let held = self.conns.get(&conn).map_or(0, |c| c.channels.len());
         if held >= self.config.max_channels_per_transport {
-            let reason = Self::reason("too many channels joined");
+            let reason = reason("too many channels joined");
             self.socket_reply(conn, join_ref, ref_, topic, "error", reason);
             return;
         }
@@ -924,7 +906,7 @@ impl Server {
         let (event, payload) = match end {
             End::Close => ("phx_close", Payload::empty()),
             End::Error if self.config.channel_crash_reason => {
-                ("phx_error", Self::reason("channel_crash"))
+                ("phx_error", reason("channel_crash"))
             }
             End::Error => ("phx_error", Payload::empty()),
         };
@@ -992,6 +974,13 @@ impl Server {
         }
         n
     }
+}
+
+/// `{"reason": text}`, the payload of Phoenix's error replies and of `phx_error`.
+fn reason(text: &str) -> Payload {
+    let mut map = serde_json::Map::new();
+    map.insert("reason".to_owned(), Value::from(text));
+    json::payload(&Value::Object(map))
 }
 
 /// How a channel ends, as its joiner sees it.
