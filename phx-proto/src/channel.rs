@@ -8,6 +8,7 @@ use std::num::NonZeroU64;
 use std::time::Duration;
 
 use crate::payload::{ByteStr, Payload};
+use crate::presence::Presence;
 use crate::timer::TimerHandle;
 
 /// Names a channel of a [`crate::Socket`]. `Copy`; holds a slot index and a generation, so an id
@@ -80,6 +81,7 @@ pub(crate) struct Channel {
     pub(crate) state: ChannelState,
     pub(crate) ever_joined: bool,
     busy: Option<Box<Busy>>,
+    pub(crate) presence: Option<Box<Presence>>,
 }
 
 impl Channel {
@@ -96,6 +98,7 @@ impl Channel {
             state: ChannelState::Joining,
             ever_joined: false,
             busy: None,
+            presence: None,
         }
     }
 
@@ -268,6 +271,12 @@ impl ChannelView<'_> {
     /// Pushes waiting in this channel's buffer.
     pub fn buffered(&self) -> usize {
         self.channel.buffered()
+    }
+
+    /// The channel's presence view, when it was joined with presence tracking
+    /// ([`crate::JoinOptions::presence`]).
+    pub fn presence(&self) -> Option<&Presence> {
+        self.channel.presence.as_deref()
     }
 
     /// Pushes sent and awaiting a reply.
@@ -486,6 +495,6 @@ mod tests {
         assert!(c.busy.is_some());
         c.remove_in_flight(3);
         assert!(c.busy.is_none());
-        assert!(size_of::<Channel>() <= 136, "{}", size_of::<Channel>());
+        assert!(size_of::<Channel>() <= 144, "{}", size_of::<Channel>());
     }
 }

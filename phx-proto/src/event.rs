@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use crate::channel::ChannelId;
 use crate::codec::{DecodeError, EncodeError, Message};
 use crate::payload::{ByteStr, Payload};
+use crate::presence::{PresenceChange, PresenceError};
 use crate::push::PushRef;
 use crate::transmit::{CloseReason, ConnectionId};
 
@@ -137,6 +138,13 @@ pub enum Event {
         /// Why.
         reason: PushFailure,
     },
+    /// The presence view of a channel joined with presence tracking changed.
+    Presence {
+        /// The channel.
+        channel: ChannelId,
+        /// What changed.
+        change: PresenceChange,
+    },
     /// Input the core ignored: malformed frames, unknown topics or refs, stale messages. The
     /// socket carries on; each one is also counted in [`crate::Stats`].
     Unexpected(Unexpected),
@@ -231,6 +239,14 @@ pub enum Unexpected {
         channel: ChannelId,
         /// The event.
         event: ByteStr,
+    },
+    /// A presence message that could not be applied (the view is unchanged), or held diffs
+    /// that overflowed.
+    Presence {
+        /// The channel.
+        channel: ChannelId,
+        /// What was wrong.
+        error: PresenceError,
     },
     /// A message for a channel that is not joined (yet); it is never delivered before the join
     /// reply.

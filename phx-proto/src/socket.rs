@@ -11,6 +11,7 @@ use crate::config::{Config, ConfigError, Endpoint, Param};
 use crate::error::{JoinError, LeaveError, PushError};
 use crate::event::{ChannelClosed, ChannelError, DisconnectReason, Event, PushFailure, Unexpected};
 use crate::payload::{ByteStr, Payload};
+use crate::presence::{Presence, PresenceEvents};
 use crate::push::{Pending, PendingKind, PushRef};
 use crate::stats::{ChannelCounts, Stats};
 use crate::timer::{TimerHandle, TimerKey, Timers};
@@ -22,6 +23,40 @@ const PHX_JOIN: ByteStr = ByteStr::from_static("phx_join");
 const PHX_LEAVE: ByteStr = ByteStr::from_static("phx_leave");
 const PHX_CLOSE: &str = "phx_close";
 const PHX_ERROR: &str = "phx_error";
+
+/// Options of one channel, for [`Socket::join_with_options`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JoinOptions {
+    /// Timeout of this channel's joins, and default timeout of its pushes (the socket's
+    /// [`crate::ConfigBuilder::timeout`] otherwise).
+    pub timeout: Option<Duration>,
+    /// Track presence on this channel: its presence messages feed a [`Presence`] view
+    /// (reported as [`Event::Presence`]) instead of being delivered as messages.
+    pub presence: Option<PresenceEvents>,
+}
+
+impl JoinOptions {
+    /// Sets the timeout.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Tracks presence with Phoenix's default event names.
+    #[must_use]
+    pub fn presence(self) -> Self {
+        self.presence_events(PresenceEvents::default())
+    }
+
+    /// Tracks presence with custom event names.
+    #[must_use]
+    pub fn presence_events(mut self, events: PresenceEvents) -> Self {
+        self.presence = Some(events);
+        self
+    }
+}
 
 /// The connection state of a [`Socket`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -470,6 +505,21 @@ impl Socket {
         params: Payload,
         timeout: Duration,
     ) -> Result<ChannelId, JoinError> {
+        self.join_with_options(now, topic, params, JoinOptions::default().timeout(timeout))
+    }
+
+    /// As [`Socket::join`], with per-channel [`JoinOptions`] (timeout, presence tracking).
+    ///
+    /// # Errors
+    /// As [`Socket::join`].
+    pub fn join_with_options(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        params: Payload,
+        options: JoinOptions,
+    ) -> Result<ChannelId, JoinError> {
+        let timeout = options.timeout.unwrap_or(self.config.timeout);
         self.tick(now);
         if topic.is_empty() {
             return Err(JoinError::InvalidTopic {
@@ -493,7 +543,10 @@ impl Socket {
         // Validate first, so a refused join changes nothing.
         self.dry_run(&topic, &PHX_JOIN, &params)?;
         self.channel_seq += 1;
-        let channel = Channel::new(topic.clone(), params, self.channel_seq, timeout);
+        let mut channel = Channel::new(topic.clone(), params, self.channel_seq, timeout);
+        channel.presence = options
+            .presence
+            .map(|events| Box::new(Presence::new(events)));
         let id = self.channels.insert(channel);
         self.topics.insert(topic.as_bytes(), id);
         let timer = self.arm(timeout, TimerKey::Join(id));
@@ -1326,6 +1379,9 @@ impl Socket {
                 self.channel_errored(id, ChannelError::Server(msg.payload));
             }
         } else if state == ChannelState::Joined {
+            if self.feed_presence(id, &msg) {
+                return;
+            }
             self.stats.messages += 1;
             self.events.push_back(Event::Message {
                 channel: id,
@@ -1339,6 +1395,32 @@ impl Socket {
                     event: msg.event,
                 }));
         }
+    }
+
+    /// Feeds a presence message to the channel's view; whether it was one.
+    fn feed_presence(&mut self, id: ChannelId, msg: &Message) -> bool {
+        let Some(ch) = self.channels.get_mut(id) else {
+            return false;
+        };
+        let join_ref = ch.join_ref.map(|r| r.to_string());
+        let Some(presence) = ch.presence.as_mut().filter(|p| p.handles(&msg.event)) else {
+            return false;
+        };
+        if let Err(error) = presence.handle(&msg.event, &msg.payload, join_ref.as_deref()) {
+            self.stats.invalid_presence += 1;
+            self.events
+                .push_back(Event::Unexpected(Unexpected::Presence {
+                    channel: id,
+                    error,
+                }));
+        }
+        while let Some(change) = presence.poll_change() {
+            self.events.push_back(Event::Presence {
+                channel: id,
+                change,
+            });
+        }
+        true
     }
 
     /// A joined (or joining) channel broke while the socket stays open.

@@ -38,6 +38,8 @@ pub struct Stats {
     pub stale: u64,
     /// Messages dropped because their channel was not joined.
     pub not_joined: u64,
+    /// Presence messages that could not be applied.
+    pub invalid_presence: u64,
     /// Pushes awaiting a reply, buffered ones included.
     pub pushes_pending: usize,
     /// Pushes waiting in the send buffer.

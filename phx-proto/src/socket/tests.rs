@@ -1339,3 +1339,91 @@ fn stats_count_frames_bytes_and_channels() {
     assert_eq!(s.connects, 1);
     assert!(s.bytes_out > 0 && s.bytes_in > 0);
 }
+
+// ------------------------------------------------------------------ presence
+
+fn presence_keys(t: &T, ch: ChannelId) -> Vec<String> {
+    t.s.channel(ch)
+        .unwrap()
+        .presence()
+        .unwrap()
+        .list()
+        .map(|(k, _)| k.to_owned())
+        .collect()
+}
+
+#[test]
+fn presence_is_tracked_per_channel_and_resynced_after_a_rejoin() {
+    let mut t = T::new();
+    t.open();
+    let ch =
+        t.s.join_with_options(
+            t.now,
+            "presence:lobby",
+            Payload::empty(),
+            JoinOptions::default().presence(),
+        )
+        .unwrap();
+    t.drain();
+    t.recv(&ok_reply("1", "1", "presence:lobby", "{}"));
+    t.take_events();
+    // The joiner's own diff races ahead of the state: held.
+    t.recv(r#"[null,null,"presence:lobby","presence_diff",{"joins":{"alice":{"metas":[{"phx_ref":"a1"}]}},"leaves":{}}]"#);
+    assert!(t.take_events().is_empty());
+    t.recv(r#"["1",null,"presence:lobby","presence_state",{"alice":{"metas":[{"phx_ref":"a1"}]},"bob":{"metas":[{"phx_ref":"b1"}]}}]"#);
+    let ev = t.take_events();
+    assert!(
+        ev.iter()
+            .all(|e| matches!(e, Event::Presence { channel, .. } if *channel == ch))
+    );
+    assert!(!ev.iter().any(|e| matches!(e, Event::Message { .. })));
+    assert_eq!(presence_keys(&t, ch), ["alice", "bob"]);
+    // Reconnect: bob left while we were away, carol came.
+    t.closed(CloseReason::Error("reset".into()));
+    t.advance_to(10);
+    t.opened();
+    t.recv(&ok_reply("2", "2", "presence:lobby", "{}"));
+    t.take_events();
+    t.recv(r#"[null,null,"presence:lobby","presence_diff",{"joins":{"dave":{"metas":[{"phx_ref":"d1"}]}},"leaves":{}}]"#);
+    assert_eq!(
+        presence_keys(&t, ch),
+        ["alice", "bob"],
+        "held until the new state"
+    );
+    t.recv(r#"["2",null,"presence:lobby","presence_state",{"alice":{"metas":[{"phx_ref":"a1"}]},"carol":{"metas":[{"phx_ref":"c1"}]}}]"#);
+    assert_eq!(presence_keys(&t, ch), ["alice", "carol", "dave"]);
+    let changes: Vec<String> = t
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Presence {
+                change: crate::PresenceChange::Join { key, .. },
+                ..
+            } => Some(format!("+{key}")),
+            Event::Presence {
+                change: crate::PresenceChange::Leave { key, .. },
+                ..
+            } => Some(format!("-{key}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, ["+carol", "-bob", "+dave"]);
+    // Malformed presence is reported, not applied.
+    t.recv(r#"["2",null,"presence:lobby","presence_state",[1,2]]"#);
+    assert!(matches!(
+        t.take_events()[..],
+        [Event::Unexpected(Unexpected::Presence { .. })]
+    ));
+    assert_eq!(t.s.stats().invalid_presence, 1);
+}
+
+#[test]
+fn channels_without_presence_tracking_get_presence_as_messages() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("presence:lobby");
+    t.take_events();
+    t.recv(r#"["1",null,"presence:lobby","presence_state",{}]"#);
+    assert!(matches!(&t.take_events()[..], [Event::Message { channel, .. }] if *channel == ch));
+    assert!(t.s.channel(ch).unwrap().presence().is_none());
+}

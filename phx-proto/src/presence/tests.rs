@@ -1,0 +1,327 @@
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+
+fn payload(v: Value) -> Payload {
+    Payload::json(&v).unwrap()
+}
+
+fn meta(r: &str) -> Value {
+    json!({ "phx_ref": r, "online_at": 1 })
+}
+
+fn changes(p: &mut Presence) -> Vec<PresenceChange> {
+    std::iter::from_fn(|| p.poll_change()).collect()
+}
+
+fn keys(p: &Presence) -> Vec<(String, Vec<String>)> {
+    p.list()
+        .map(|(k, e)| (k.to_owned(), e.phx_refs().map(str::to_owned).collect()))
+        .collect()
+}
+
+#[test]
+fn the_recorded_sequence_with_a_diff_before_the_state() {
+    // traces/presence.txt: join reply, alice's own diff (before the state), the state, then
+    // bob joins and leaves.
+    let mut p = Presence::new(PresenceEvents::default());
+    let alice = json!({"alice": {"metas": [meta("A1")]}});
+    assert!(
+        p.handle(
+            "presence_diff",
+            &payload(json!({"joins": alice, "leaves": {}})),
+            Some("5")
+        )
+        .unwrap()
+    );
+    assert_eq!(p.pending_diffs(), 1, "held until the state");
+    assert!(p.is_empty());
+    assert!(changes(&mut p).is_empty());
+    p.handle("presence_state", &payload(alice.clone()), Some("5"))
+        .unwrap();
+    assert_eq!(keys(&p), [("alice".to_owned(), vec!["A1".to_owned()])]);
+    let c = changes(&mut p);
+    assert!(matches!(&c[0], PresenceChange::Join { key, current: None, .. } if key == "alice"));
+    assert_eq!(c.last(), Some(&PresenceChange::Sync));
+    let bob = json!({"bob": {"metas": [meta("B1")]}});
+    p.handle(
+        "presence_diff",
+        &payload(json!({"joins": bob, "leaves": {}})),
+        Some("5"),
+    )
+    .unwrap();
+    assert_eq!(p.len(), 2);
+    p.handle(
+        "presence_diff",
+        &payload(json!({"joins": {}, "leaves": bob})),
+        Some("5"),
+    )
+    .unwrap();
+    assert_eq!(keys(&p), [("alice".to_owned(), vec!["A1".to_owned()])]);
+    let c = changes(&mut p);
+    assert!(
+        matches!(&c[2], PresenceChange::Leave { key, current, .. } if key == "bob" && current.metas.is_empty())
+    );
+}
+
+#[test]
+fn an_update_joins_before_it_leaves_so_the_key_never_disappears() {
+    let mut p = Presence::new(PresenceEvents::default());
+    p.handle(
+        "presence_state",
+        &payload(json!({"u": {"metas": [meta("1")]}})),
+        Some("1"),
+    )
+    .unwrap();
+    changes(&mut p);
+    let diff = json!({
+        "joins": {"u": {"metas": [{"phx_ref": "2", "phx_ref_prev": "1", "status": "away"}]}},
+        "leaves": {"u": {"metas": [meta("1")]}},
+    });
+    p.handle("presence_diff", &payload(diff), Some("1"))
+        .unwrap();
+    assert_eq!(keys(&p), [("u".to_owned(), vec!["2".to_owned()])]);
+    let c = changes(&mut p);
+    match &c[..] {
+        [
+            PresenceChange::Join {
+                current: Some(before),
+                ..
+            },
+            PresenceChange::Leave { current, .. },
+            PresenceChange::Sync,
+        ] => {
+            assert_eq!(before.metas.len(), 1);
+            assert_eq!(current.phx_refs().collect::<Vec<_>>(), ["2"]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_leave_for_an_unknown_key_does_nothing() {
+    let mut p = Presence::new(PresenceEvents::default());
+    p.handle("presence_state", &payload(json!({})), Some("1"))
+        .unwrap();
+    changes(&mut p);
+    p.handle(
+        "presence_diff",
+        &payload(json!({"joins": {}, "leaves": {"ghost": {"metas": [meta("9")]}}})),
+        Some("1"),
+    )
+    .unwrap();
+    assert_eq!(changes(&mut p), [PresenceChange::Sync]);
+}
+
+#[test]
+fn a_state_after_a_rejoin_reports_who_came_and_went() {
+    let mut p = Presence::new(PresenceEvents::default());
+    p.handle(
+        "presence_state",
+        &payload(json!({"a": {"metas": [meta("a1")]}, "b": {"metas": [meta("b1"), meta("b2")]}})),
+        Some("1"),
+    )
+    .unwrap();
+    changes(&mut p);
+    // After a rejoin (join ref 7) a diff arrives before the new state: held.
+    p.handle(
+        "presence_diff",
+        &payload(json!({"joins": {"c": {"metas": [meta("c1")]}}, "leaves": {}})),
+        Some("7"),
+    )
+    .unwrap();
+    assert!(p.is_pending(Some("7")));
+    assert_eq!(p.len(), 2, "the old view is kept until the new state");
+    p.handle(
+        "presence_state",
+        &payload(json!({"b": {"metas": [meta("b2"), meta("b3")]}, "d": {"metas": [meta("d1")]}})),
+        Some("7"),
+    )
+    .unwrap();
+    let c = changes(&mut p);
+    let summary: Vec<String> = c
+        .iter()
+        .map(|c| match c {
+            PresenceChange::Join { key, joined, .. } => {
+                format!("+{key}:{}", joined.phx_refs().collect::<Vec<_>>().join(","))
+            }
+            PresenceChange::Leave { key, left, .. } => {
+                format!("-{key}:{}", left.phx_refs().collect::<Vec<_>>().join(","))
+            }
+            _ => "sync".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        ["+b:b3", "+d:d1", "-a:a1", "-b:b1", "+c:c1", "sync"]
+    );
+    assert_eq!(
+        keys(&p),
+        [
+            ("b".to_owned(), vec!["b2".to_owned(), "b3".to_owned()]),
+            ("c".to_owned(), vec!["c1".to_owned()]),
+            ("d".to_owned(), vec!["d1".to_owned()]),
+        ]
+    );
+}
+
+#[test]
+fn custom_event_names_and_fetch_fields_are_kept() {
+    let mut p = Presence::new(PresenceEvents {
+        state: "who".into(),
+        diff: "who_diff".into(),
+    });
+    assert!(
+        !p.handle("presence_state", &payload(json!({})), Some("1"))
+            .unwrap()
+    );
+    p.handle(
+        "who",
+        &payload(json!({"u": {"metas": [meta("1")], "user": {"name": "Ann"}}})),
+        Some("1"),
+    )
+    .unwrap();
+    let e = p.get("u").unwrap();
+    assert_eq!(e.extra["user"]["name"], "Ann");
+    assert_eq!(e.to_value()["metas"][0]["phx_ref"], "1");
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        online_at: u64,
+    }
+    assert_eq!(e.decode_metas::<Meta>().unwrap()[0].online_at, 1);
+}
+
+#[test]
+fn malformed_payloads_change_nothing() {
+    let mut p = Presence::new(PresenceEvents::default());
+    p.handle(
+        "presence_state",
+        &payload(json!({"u": {"metas": [meta("1")]}})),
+        Some("1"),
+    )
+    .unwrap();
+    changes(&mut p);
+    for (event, bad) in [
+        ("presence_state", json!([1, 2])),
+        ("presence_state", json!({"u": {"no_metas": []}})),
+        ("presence_diff", json!({"joins": {"u": {"metas": 5}}})),
+        ("presence_diff", json!("x")),
+    ] {
+        assert!(p.handle(event, &payload(bad), Some("1")).is_err());
+    }
+    assert!(
+        p.handle("presence_diff", &Payload::binary(vec![1u8]), Some("1"))
+            .is_err()
+    );
+    assert_eq!(keys(&p), [("u".to_owned(), vec!["1".to_owned()])]);
+    assert!(changes(&mut p).is_empty());
+}
+
+#[test]
+fn held_diffs_are_bounded() {
+    let mut p = Presence::new(PresenceEvents::default());
+    let d = payload(json!({"joins": {}, "leaves": {}}));
+    for _ in 0..MAX_PENDING_DIFFS {
+        p.handle("presence_diff", &d, Some("1")).unwrap();
+    }
+    assert_eq!(
+        p.handle("presence_diff", &d, Some("1")),
+        Err(PresenceError::PendingOverflow { dropped: 1 })
+    );
+    assert_eq!(p.pending_diffs(), MAX_PENDING_DIFFS);
+}
+
+/// A server-side model of one topic's presence: keys with metas, each with a unique ref.
+#[derive(Debug, Clone)]
+enum Op {
+    Join(u8),
+    Leave(u8, u8),
+    Update(u8, u8),
+}
+
+fn apply_server(state: &mut BTreeMap<String, Vec<String>>, op: &Op, next: &mut u32) -> Value {
+    let mut fresh = || {
+        *next += 1;
+        format!("r{next}")
+    };
+    let (mut joins, mut leaves) = (Map::new(), Map::new());
+    match *op {
+        Op::Join(k) => {
+            let key = format!("k{}", k % 5);
+            let r = fresh();
+            state.entry(key.clone()).or_default().push(r.clone());
+            joins.insert(key, json!({"metas": [meta(&r)]}));
+        }
+        Op::Leave(k, i) | Op::Update(k, i) => {
+            let key = format!("k{}", k % 5);
+            let Some(metas) = state.get_mut(&key) else {
+                return json!({"joins": {}, "leaves": {}});
+            };
+            let old = metas.remove(usize::from(i) % metas.len());
+            leaves.insert(key.clone(), json!({"metas": [meta(&old)]}));
+            if matches!(op, Op::Update(..)) {
+                let r = fresh();
+                metas.push(r.clone());
+                joins.insert(key.clone(), json!({"metas": [meta(&r)]}));
+            }
+            if metas.is_empty() {
+                state.remove(&key);
+            }
+        }
+    }
+    json!({"joins": joins, "leaves": leaves})
+}
+
+fn server_state(state: &BTreeMap<String, Vec<String>>) -> Value {
+    let obj: Map<String, Value> = state
+        .iter()
+        .map(|(k, refs)| {
+            (
+                k.clone(),
+                json!({"metas": refs.iter().map(|r| meta(r)).collect::<Vec<_>>()}),
+            )
+        })
+        .collect();
+    Value::Object(obj)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => any::<u8>().prop_map(Op::Join),
+        2 => (any::<u8>(), any::<u8>()).prop_map(|(k, i)| Op::Leave(k, i)),
+        2 => (any::<u8>(), any::<u8>()).prop_map(|(k, i)| Op::Update(k, i)),
+    ]
+}
+
+proptest! {
+    /// Whatever the server does, a client that got a state (with any suffix of the earlier
+    /// diffs arriving before it) and then every later diff ends with the server's view.
+    #[test]
+    fn diffs_after_a_state_converge_to_the_servers_view(
+        before in proptest::collection::vec(op(), 0..30),
+        early in 0usize..30,
+        after in proptest::collection::vec(op(), 0..30),
+    ) {
+        let mut server = BTreeMap::new();
+        let mut next = 0;
+        let diffs: Vec<Value> = before.iter().map(|o| apply_server(&mut server, o, &mut next)).collect();
+        let snapshot = server_state(&server);
+        let mut p = Presence::new(PresenceEvents::default());
+        // Diffs that raced ahead of the state (a suffix of the earlier ones).
+        for d in &diffs[diffs.len().saturating_sub(early)..] {
+            p.handle("presence_diff", &payload(d.clone()), Some("1")).unwrap();
+        }
+        p.handle("presence_state", &payload(snapshot), Some("1")).unwrap();
+        for o in &after {
+            let d = apply_server(&mut server, o, &mut next);
+            p.handle("presence_diff", &payload(d), Some("1")).unwrap();
+        }
+        let want: Vec<(String, Vec<String>)> = server.into_iter().collect();
+        let mut got = keys(&p);
+        for (_, refs) in &mut got { refs.sort(); }
+        let mut want = want;
+        for (_, refs) in &mut want { refs.sort(); }
+        prop_assert_eq!(got, want);
+    }
+}
