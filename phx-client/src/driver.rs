@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use futures::channel::{mpsc, oneshot};
 use futures::{Sink, Stream};
 use phx_proto::{
-    ChannelId, CloseReason, Config, ConnectionId, Event, Message, Payload, PushFailure, PushRef,
-    Stats, Transmit,
+    ChannelId, CloseReason, Config, ConnectionId, Event, JoinOptions, Message, Payload,
+    PresenceChange, PresenceEntry, PushFailure, PushRef, Stats, Transmit,
 };
 use tracing::{debug, info, trace, warn};
 use tungstenite::protocol::CloseFrame;
@@ -38,8 +38,9 @@ pub(crate) enum Command {
     Join {
         topic: String,
         params: Payload,
-        timeout: Option<Duration>,
+        options: JoinOptions,
         inbox: Arc<Inbox<Message>>,
+        presence: Option<Arc<Inbox<PresenceChange>>>,
         subs: Arc<ChannelSubs>,
         reply: JoinReply,
     },
@@ -66,6 +67,10 @@ pub(crate) enum Command {
         secret: bool,
     },
     SetAuthToken(Option<String>),
+    PresenceList {
+        channel: ChannelId,
+        reply: oneshot::Sender<Vec<(String, PresenceEntry)>>,
+    },
     Stats(oneshot::Sender<Stats>),
     Disconnect(oneshot::Sender<()>),
     Connect,
@@ -90,9 +95,33 @@ struct Conn<R: Runtime> {
 
 struct ChannelEntry {
     inbox: Arc<Inbox<Message>>,
+    presence: Option<Arc<Inbox<PresenceChange>>>,
     subs: Arc<ChannelSubs>,
     cached: Vec<Subscriber>,
+    cached_presence: Vec<Weak<Inbox<PresenceChange>>>,
     cached_version: u64,
+}
+
+impl ChannelEntry {
+    /// Refreshes the copy of the extra subscribers if a handle added one.
+    fn refresh(&mut self) {
+        let version = self.subs.version.load(Ordering::Acquire);
+        if version != self.cached_version {
+            self.cached = self
+                .subs
+                .list
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            self.cached_presence = self
+                .subs
+                .presence
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            self.cached_version = version;
+        }
+    }
 }
 
 enum PushWaiter {
@@ -373,34 +402,31 @@ impl<R: Runtime> State<R> {
             Command::Join {
                 topic,
                 params,
-                timeout,
+                options,
                 inbox,
+                presence,
                 subs,
                 reply,
-            } => {
-                let result = match timeout {
-                    Some(t) => self.core.join_with_timeout(now, &topic, params, t),
-                    None => self.core.join(now, &topic, params),
-                };
-                match result {
-                    Ok(id) => {
-                        debug!(topic, channel = %id, "joining");
-                        self.channels.insert(
-                            id,
-                            ChannelEntry {
-                                inbox,
-                                subs,
-                                cached: Vec::new(),
-                                cached_version: u64::MAX,
-                            },
-                        );
-                        self.joins.insert(id, reply);
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(JoinError::Invalid(e)));
-                    }
+            } => match self.core.join_with_options(now, &topic, params, options) {
+                Ok(id) => {
+                    debug!(topic, channel = %id, "joining");
+                    self.channels.insert(
+                        id,
+                        ChannelEntry {
+                            inbox,
+                            presence,
+                            subs,
+                            cached: Vec::new(),
+                            cached_presence: Vec::new(),
+                            cached_version: u64::MAX,
+                        },
+                    );
+                    self.joins.insert(id, reply);
                 }
-            }
+                Err(e) => {
+                    let _ = reply.send(Err(JoinError::Invalid(e)));
+                }
+            },
             Command::Push {
                 channel,
                 event,
@@ -449,6 +475,17 @@ impl<R: Runtime> State<R> {
                 }
             }
             Command::SetAuthToken(token) => self.core.set_auth_token(token),
+            Command::PresenceList { channel, reply } => {
+                let list = self
+                    .core
+                    .channel(channel)
+                    .and_then(|c| {
+                        c.presence()
+                            .map(|p| p.list().map(|(k, e)| (k.to_owned(), e.clone())).collect())
+                    })
+                    .unwrap_or_default();
+                let _ = reply.send(list);
+            }
             Command::Stats(reply) => {
                 let _ = reply.send(self.core.stats());
             }
@@ -598,6 +635,10 @@ impl<R: Runtime> State<R> {
                 self.deliver(*channel, message);
                 return;
             }
+            Event::Presence { channel, change } => {
+                self.deliver_presence(*channel, change);
+                return;
+            }
             Event::Replied {
                 push_ref,
                 status,
@@ -710,12 +751,7 @@ impl<R: Runtime> State<R> {
         let Some(entry) = self.channels.get_mut(&channel) else {
             return;
         };
-        let version = entry.subs.version.load(Ordering::Acquire);
-        if version != entry.cached_version {
-            let list = entry.subs.list.lock().unwrap_or_else(|e| e.into_inner());
-            entry.cached = list.clone();
-            entry.cached_version = version;
-        }
+        entry.refresh();
         for (filter, sub) in &entry.cached {
             if filter
                 .as_deref()
@@ -728,6 +764,19 @@ impl<R: Runtime> State<R> {
         }
         if let Some(w) = entry.inbox.push(message.clone()) {
             self.wake.push(w);
+        }
+    }
+
+    fn deliver_presence(&mut self, channel: ChannelId, change: &PresenceChange) {
+        let Some(entry) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        entry.refresh();
+        let subs = entry.cached_presence.iter().filter_map(Weak::upgrade);
+        for inbox in entry.presence.iter().cloned().chain(subs) {
+            if let Some(w) = inbox.push(change.clone()) {
+                self.wake.push(w);
+            }
         }
     }
 
@@ -759,10 +808,19 @@ impl<R: Runtime> State<R> {
         if let Some(tx) = self.leaves.remove(&channel) {
             let _ = tx.send(Ok(()));
         }
-        if let Some(entry) = self.channels.remove(&channel) {
+        if let Some(mut entry) = self.channels.remove(&channel) {
+            entry.cached_version = u64::MAX;
+            entry.refresh();
             self.wake.extend(entry.inbox.close());
-            let list = entry.subs.list.lock().unwrap_or_else(|e| e.into_inner());
-            for (_, sub) in list.iter() {
+            if let Some(p) = &entry.presence {
+                self.wake.extend(p.close());
+            }
+            for (_, sub) in &entry.cached {
+                if let Some(inbox) = sub.upgrade() {
+                    self.wake.extend(inbox.close());
+                }
+            }
+            for sub in &entry.cached_presence {
                 if let Some(inbox) = sub.upgrade() {
                     self.wake.extend(inbox.close());
                 }

@@ -32,6 +32,6 @@ pub use socket::{Builder, Channel, ChannelBuilder, Credentials, Events, Messages
 pub use phx_proto as proto;
 pub use phx_proto::{
     Backoff, ChannelId, CloseReason, DisconnectReason, Event, Message, Payload, PayloadError,
-    PushFailure, Stats,
+    PresenceChange, PresenceEntry, PresenceEvents, PushFailure, Stats,
 };
 pub use tungstenite::protocol::WebSocketConfig;

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures::SinkExt;
 use futures::channel::{mpsc, oneshot};
 use phx_proto::{
-    Backoff, ByteStr, ChannelId, Config, ConfigBuilder, ConfigError, Event, Message, Payload,
-    PayloadError, Serializer, Stats,
+    Backoff, ByteStr, ChannelId, Config, ConfigBuilder, ConfigError, Event, JoinOptions, Message,
+    Payload, PayloadError, PresenceChange, PresenceEntry, PresenceEvents, Serializer, Stats,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -456,6 +456,7 @@ impl<R> Socket<R> {
             topic: topic.into(),
             params: Ok(Payload::empty()),
             timeout: None,
+            presence: None,
         }
     }
 
@@ -554,6 +555,7 @@ pub struct ChannelBuilder<R> {
     topic: String,
     params: Result<Payload, String>,
     timeout: Option<Duration>,
+    presence: Option<PresenceEvents>,
 }
 
 impl<R> ChannelBuilder<R> {
@@ -575,6 +577,19 @@ impl<R> ChannelBuilder<R> {
         self
     }
 
+    /// Tracks Phoenix Presence on this channel (see [`Channel::presence`]). Its
+    /// `presence_state` / `presence_diff` messages then feed the presence view instead of
+    /// [`Channel::messages`].
+    pub fn presence(self) -> Self {
+        self.presence_events(PresenceEvents::default())
+    }
+
+    /// As [`ChannelBuilder::presence`], with the app's own event names.
+    pub fn presence_events(mut self, events: PresenceEvents) -> Self {
+        self.presence = Some(events);
+        self
+    }
+
     /// Joins the channel and waits for the server's answer. Messages are kept from the moment
     /// of the join, so nothing sent right after the reply is missed.
     ///
@@ -588,14 +603,22 @@ impl<R> ChannelBuilder<R> {
     pub async fn join(self) -> Result<(Channel<R>, Reply), JoinError> {
         let params = self.params.map_err(JoinError::Serialize)?;
         let inbox = Inbox::new(self.socket.shared.channel_capacity);
+        let presence = self
+            .presence
+            .is_some()
+            .then(|| Inbox::new(self.socket.shared.event_capacity));
         let subs = Arc::new(ChannelSubs::default());
         let (tx, rx) = oneshot::channel();
+        let mut options = JoinOptions::default();
+        options.timeout = self.timeout;
+        options.presence = self.presence;
         self.socket
             .send(Command::Join {
                 topic: self.topic.clone(),
                 params,
-                timeout: self.timeout,
+                options,
                 inbox: inbox.clone(),
+                presence: presence.clone(),
                 subs: subs.clone(),
                 reply: tx,
             })
@@ -608,6 +631,8 @@ impl<R> ChannelBuilder<R> {
                 topic: self.topic,
                 inbox,
                 inbox_taken: AtomicBool::new(false),
+                presence,
+                presence_taken: AtomicBool::new(false),
                 subs,
             }),
             socket: self.socket,
@@ -623,6 +648,7 @@ pub(crate) type Subscriber = (Option<String>, Weak<Inbox<Message>>);
 #[derive(Default)]
 pub(crate) struct ChannelSubs {
     pub(crate) list: Mutex<Vec<Subscriber>>,
+    pub(crate) presence: Mutex<Vec<Weak<Inbox<PresenceChange>>>>,
     pub(crate) version: AtomicU64,
 }
 
@@ -631,6 +657,8 @@ struct ChannelInner {
     topic: String,
     inbox: Arc<Inbox<Message>>,
     inbox_taken: AtomicBool,
+    presence: Option<Arc<Inbox<PresenceChange>>>,
+    presence_taken: AtomicBool,
     subs: Arc<ChannelSubs>,
 }
 
@@ -702,6 +730,13 @@ impl<R> Channel<R> {
         list.push((event, Arc::downgrade(&inbox)));
         self.inner.subs.version.fetch_add(1, Ordering::Release);
         Receiver::new(inbox)
+    }
+
+    /// The channel's presence view, when it was joined with [`ChannelBuilder::presence`].
+    pub fn presence(&self) -> Option<PresenceView<R>> {
+        self.inner.presence.as_ref().map(|_| PresenceView {
+            channel: self.clone(),
+        })
     }
 
     /// Pushes `event` with a payload serialized by serde, and waits for the reply.
@@ -806,5 +841,78 @@ impl<R> Channel<R> {
             .ask(|reply| Command::Leave { channel: id, reply })
             .await
             .map_err(|_| LeaveError::SocketClosed)?
+    }
+}
+
+/// A channel's presence view (Phoenix Presence, synchronised as phoenix.js does); from
+/// [`Channel::presence`].
+pub struct PresenceView<R> {
+    channel: Channel<R>,
+}
+
+impl<R> Clone for PresenceView<R> {
+    fn clone(&self) -> Self {
+        Self {
+            channel: self.channel.clone(),
+        }
+    }
+}
+
+impl<R> fmt::Debug for PresenceView<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresenceView")
+            .field("topic", &self.channel.inner.topic)
+            .finish()
+    }
+}
+
+impl<R> PresenceView<R> {
+    /// Everyone present now, by key, with their metas.
+    ///
+    /// # Errors
+    /// [`SocketClosed`] if the driver has stopped.
+    pub async fn list(&self) -> Result<Vec<(String, PresenceEntry)>, SocketClosed> {
+        let channel = self.channel.inner.id;
+        self.channel
+            .socket
+            .ask(|reply| Command::PresenceList { channel, reply })
+            .await
+    }
+
+    /// As phoenix.js's `list(by)`: maps each key and its entry through `chooser`.
+    ///
+    /// # Errors
+    /// [`SocketClosed`] if the driver has stopped.
+    pub async fn list_by<T>(
+        &self,
+        mut chooser: impl FnMut(&str, &PresenceEntry) -> T,
+    ) -> Result<Vec<T>, SocketClosed> {
+        Ok(self
+            .list()
+            .await?
+            .iter()
+            .map(|(k, e)| chooser(k, e))
+            .collect())
+    }
+
+    /// The changes (joins, leaves, syncs). The first call returns every change since the join;
+    /// later calls return the changes from then on. Ends when the channel ends.
+    pub fn changes(&self) -> Receiver<PresenceChange> {
+        let inner = &self.channel.inner;
+        if let Some(main) = &inner.presence
+            && !inner.presence_taken.swap(true, Ordering::AcqRel)
+        {
+            return Receiver::new(main.clone());
+        }
+        let inbox = Inbox::new(self.channel.socket.shared.event_capacity);
+        let mut list = inner
+            .subs
+            .presence
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(&inbox));
+        inner.subs.version.fetch_add(1, Ordering::Release);
+        Receiver::new(inbox)
     }
 }

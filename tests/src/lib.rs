@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod demo;
 pub mod server;
 pub mod traces;

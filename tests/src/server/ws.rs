@@ -703,3 +703,54 @@ async fn write_batch(
     sink.flush().await?;
     Ok(After::Continue)
 }
+
+/// A [`TestServer`] running on a tokio runtime of its own, so any executor (async-std, smol,
+/// another tokio runtime, or none) can use it. Derefs to the [`TestServer`].
+#[derive(Debug)]
+pub struct BackgroundServer {
+    server: TestServer,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl BackgroundServer {
+    /// Starts a server on 127.0.0.1 on a free port, on a new one-thread tokio runtime.
+    ///
+    /// # Panics
+    /// When no runtime can be built or no loopback port bound.
+    pub fn start(config: ServerConfig) -> Self {
+        // Built on a thread of its own: the caller may already be inside a runtime, where
+        // blocking on another one is not allowed.
+        let (runtime, server) = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("phx-test-server")
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("cannot build the test server's runtime: {e}"));
+            let server = runtime.block_on(TestServer::start(config));
+            (runtime, server)
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("the test server failed to start"));
+        Self {
+            server,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl std::ops::Deref for BackgroundServer {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

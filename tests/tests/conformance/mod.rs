@@ -20,50 +20,14 @@ use phx_client::{
     PushFailure, Runtime, Socket,
 };
 use phx_proto::{ChannelClosed, ChannelError, CloseReason, V1Json};
-use phx_tests::server::ws::TestServer;
+use phx_tests::server::ws::BackgroundServer;
 use phx_tests::server::{ConnectAuth, ServerConfig};
 use serde_json::{Value, json};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
-/// The test server on a tokio runtime of its own.
-pub struct Harness {
-    pub server: TestServer,
-    rt: Option<tokio::runtime::Runtime>,
-}
-
-impl Harness {
-    pub fn start(config: ServerConfig) -> Self {
-        // Built on a thread of its own: the caller may already be inside a runtime.
-        let (rt, server) = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("tokio runtime for the test server");
-            let server = rt.block_on(TestServer::start(config));
-            (rt, server)
-        })
-        .join()
-        .expect("test server thread");
-        Self {
-            server,
-            rt: Some(rt),
-        }
-    }
-
-    pub fn url(&self) -> String {
-        self.server.url()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
+/// The bundled test server, on a tokio runtime thread of its own.
+pub type Harness = BackgroundServer;
 
 /// Sleeps on the client's runtime.
 pub async fn sleep<R: Runtime + Default>(d: Duration) {
@@ -124,7 +88,7 @@ async fn connect<R: Runtime + Default>(h: &Harness) -> Socket<R> {
 
 /// Join with params, a reply with the server's response, ok/error/custom replies to pushes.
 pub async fn join_push_and_replies<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
     let (lobby, reply) = socket
         .channel("room:lobby")
@@ -163,7 +127,7 @@ pub async fn join_push_and_replies<R: Runtime + Default>() {
 
 /// A broadcast reaches every socket joined to the topic, and only them.
 pub async fn broadcast_reaches_every_joiner<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let a = connect::<R>(&h).await;
     let b = connect::<R>(&h).await;
     let (ca, _) = a.channel("room:party").join().await.unwrap();
@@ -205,7 +169,7 @@ pub async fn broadcast_reaches_every_joiner<R: Runtime + Default>() {
 /// The server restarts: the socket reconnects and every channel rejoins (Joined, rejoin: true)
 /// and works again.
 pub async fn reconnects_and_rejoins_after_server_restart<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
     let mut events = socket.events();
     let mut chans = Vec::new();
@@ -214,7 +178,7 @@ pub async fn reconnects_and_rejoins_after_server_restart<R: Runtime + Default>()
         chans.push(c);
     }
     for round in 0..3u64 {
-        h.server.restart().await;
+        h.restart().await;
         wait_event::<R>(&mut events, MS(3000), "disconnect", |e| {
             matches!(e, Event::Disconnected { .. })
         })
@@ -238,7 +202,7 @@ pub async fn reconnects_and_rejoins_after_server_restart<R: Runtime + Default>()
             assert_eq!(r.decode::<Value>().unwrap(), json!({"round": round}));
         }
         for i in 0..5 {
-            assert_eq!(h.server.joins(&format!("room:{i}")).await, round + 2);
+            assert_eq!(h.joins(&format!("room:{i}")).await, round + 2);
         }
     }
 }
@@ -246,7 +210,7 @@ pub async fn reconnects_and_rejoins_after_server_restart<R: Runtime + Default>()
 /// The server stops answering heartbeats: the connection is declared dead within two
 /// intervals, closed, and the socket reconnects once heartbeats are answered again.
 pub async fn detects_a_missed_heartbeat<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
     let mut events = socket.events();
     let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
@@ -254,7 +218,7 @@ pub async fn detects_a_missed_heartbeat<R: Runtime + Default>() {
         matches!(e, Event::Heartbeat { .. })
     })
     .await;
-    h.server.stop_heartbeat_replies().await;
+    h.stop_heartbeat_replies().await;
     let rt = R::default();
     let stopped = rt.now();
     wait_event::<R>(&mut events, MS(2000), "heartbeat timeout", |e| {
@@ -272,7 +236,7 @@ pub async fn detects_a_missed_heartbeat<R: Runtime + Default>() {
         detected <= MS(2 * 300 + 150),
         "detected after {detected:?}, more than two intervals"
     );
-    h.server.resume_heartbeat_replies().await;
+    h.resume_heartbeat_replies().await;
     wait_event::<R>(&mut events, MS(3000), "rejoin", |e| {
         matches!(e, Event::Joined { rejoin: true, .. })
     })
@@ -285,7 +249,7 @@ pub async fn detects_a_missed_heartbeat<R: Runtime + Default>() {
 
 /// A push with no reply times out; one over a crashed channel fails; the channel rejoins.
 pub async fn push_timeout_crash_and_rejoin<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
     let mut events = socket.events();
     let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
@@ -325,13 +289,13 @@ pub async fn push_timeout_crash_and_rejoin<R: Runtime + Default>() {
 
 /// Pushes made before the join completes wait and go out after it, in order.
 pub async fn pushes_wait_for_the_join<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = builder::<R>(&h).connect_lazy().unwrap();
     let (lobby, _) = within::<R, _>(MS(3000), "join", socket.channel("room:lobby").join())
         .await
         .unwrap();
     let mut events = socket.events();
-    h.server.restart().await;
+    h.restart().await;
     wait_event::<R>(&mut events, MS(3000), "disconnect", |e| {
         matches!(e, Event::Disconnected { .. })
     })
@@ -354,7 +318,7 @@ pub async fn pushes_wait_for_the_join<R: Runtime + Default>() {
 
 /// A join the channel refuses fails with the server's reason, and the topic stays free.
 pub async fn join_refused<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
     match socket.channel("room:forbidden").join().await {
         Err(JoinError::Rejected(r)) => {
@@ -386,7 +350,7 @@ pub async fn join_refused<R: Runtime + Default>() {
 
 /// The server stops the channel (phx_close): its stream ends, it is not rejoined.
 pub async fn server_close_ends_the_channel<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
     let mut events = socket.events();
     let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
@@ -412,13 +376,13 @@ pub async fn server_close_ends_the_channel<R: Runtime + Default>() {
         Err(PushError::Refused(phx_proto::PushError::UnknownChannel(_)))
     ));
     sleep::<R>(MS(300)).await;
-    assert_eq!(h.server.joins("room:lobby").await, 1);
+    assert_eq!(h.joins("room:lobby").await, 1);
 }
 
 /// Leave waits for the server, ends the stream and frees the topic; disconnect closes cleanly
 /// and ends what is pending.
 pub async fn clean_leave_and_disconnect<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
     let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
     let mut messages = lobby.messages();
@@ -444,7 +408,7 @@ pub async fn clean_leave_and_disconnect<R: Runtime + Default>() {
     });
     assert_eq!(pending, Err(PushError::Failed(PushFailure::Disconnected)));
     sleep::<R>(MS(200)).await;
-    assert_eq!(h.server.open_connections().await, 0);
+    assert_eq!(h.open_connections().await, 0);
     // Reconnect on demand after a disconnect.
     socket.connect().await.unwrap();
     let (_l, _) = within::<R, _>(
@@ -458,7 +422,7 @@ pub async fn clean_leave_and_disconnect<R: Runtime + Default>() {
 
 /// The auth token travels in Sec-WebSocket-Protocol; a wrong one is refused with 403.
 pub async fn auth_token_and_refusal<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = Socket::<R>::builder(&h.url())
         .auth_token("secret")
         .connect()
@@ -478,7 +442,7 @@ pub async fn auth_token_and_refusal<R: Runtime + Default>() {
 /// Credentials are fetched before every connection attempt, so a reconnect never replays an
 /// expired token.
 pub async fn credentials_are_refreshed_on_every_connect<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig {
+    let h = BackgroundServer::start(ServerConfig {
         auth: ConnectAuth::Custom(Arc::new(|info| {
             info.param("token").is_some_and(|t| t.starts_with("fresh-"))
         })),
@@ -505,7 +469,7 @@ pub async fn credentials_are_refreshed_on_every_connect<R: Runtime + Default>() 
         .unwrap();
     let mut events = socket.events();
     let (_c, _) = socket.channel("room:lobby").join().await.unwrap();
-    h.server.drop_all().await;
+    h.drop_all().await;
     wait_event::<R>(&mut events, MS(3000), "rejoin", |e| {
         matches!(e, Event::Joined { rejoin: true, .. })
     })
@@ -522,7 +486,7 @@ pub async fn credentials_are_refreshed_on_every_connect<R: Runtime + Default>() 
 
 /// Binary frames: push → binary reply, binary server push, binary broadcast.
 pub async fn binary_push_reply_and_broadcast<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
     let (bin, _) = socket.channel("room:bin").join().await.unwrap();
     let mut messages = bin.messages();
@@ -555,7 +519,7 @@ pub async fn binary_push_reply_and_broadcast<R: Runtime + Default>() {
 
 /// The V1 serializer works end to end (and refuses binary payloads locally).
 pub async fn v1_serializer<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = builder::<R>(&h).serializer(V1Json).connect().await.unwrap();
     let (lobby, reply) = socket
         .channel("room:lobby")
@@ -584,7 +548,7 @@ pub async fn v1_serializer<R: Runtime + Default>() {
 /// A flood to a reader that does not keep up: memory stays bounded, and every message is
 /// either received or reported dropped.
 pub async fn slow_reader_gets_explicit_lag<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = builder::<R>(&h)
         .channel_capacity(64)
         .connect()
@@ -617,8 +581,8 @@ pub async fn slow_reader_gets_explicit_lag<R: Runtime + Default>() {
 /// Refused connects report the HTTP status and back off; the socket comes up once the server
 /// accepts again, and `connect_lazy` keeps retrying in the background.
 pub async fn retries_while_the_server_refuses<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
-    h.server.refuse_connects(MS(400)).await;
+    let h = BackgroundServer::start(ServerConfig::default());
+    h.refuse_connects(MS(400)).await;
     let socket = builder::<R>(&h).connect_lazy().unwrap();
     let mut events = socket.events();
     let refused = wait_event::<R>(&mut events, MS(2000), "refusal", |e| {
@@ -645,20 +609,20 @@ pub async fn retries_while_the_server_refuses<R: Runtime + Default>() {
 
 /// Dropping every handle shuts the driver down and closes the WebSocket.
 pub async fn dropping_every_handle_closes_the_socket<R: Runtime + Default>() {
-    let h = Harness::start(ServerConfig::default());
+    let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
     let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
-    assert_eq!(h.server.open_connections().await, 1);
+    assert_eq!(h.open_connections().await, 1);
     drop(socket);
     // A channel handle keeps the socket alive.
     sleep::<R>(MS(200)).await;
-    assert_eq!(h.server.open_connections().await, 1);
+    assert_eq!(h.open_connections().await, 1);
     assert!(lobby.push("ping", &json!({})).await.is_ok());
     drop(lobby);
     let mut open = 1;
     for _ in 0..50 {
         sleep::<R>(MS(20)).await;
-        open = h.server.open_connections().await;
+        open = h.open_connections().await;
         if open == 0 {
             break;
         }
@@ -666,6 +630,114 @@ pub async fn dropping_every_handle_closes_the_socket<R: Runtime + Default>() {
     assert_eq!(
         open, 0,
         "the connection is closed once every handle is gone"
+    );
+}
+
+/// Presence with several users: the view lists who is there, reports joins and leaves (with
+/// typed metas), and is resynchronised after a reconnect (a user who left meanwhile is reported
+/// as a leave).
+pub async fn presence_with_several_users<R: Runtime + Default>() {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        online_at: u64,
+    }
+    let h = BackgroundServer::start(ServerConfig {
+        socket_id: phx_tests::server::SocketIdMode::PerConnection,
+        ..ServerConfig::default()
+    });
+    let alice = connect::<R>(&h).await;
+    let mut events = alice.events();
+    let (lobby, _) = alice
+        .channel("presence:lobby")
+        .params(&json!({"user": "alice"}))
+        .presence()
+        .join()
+        .await
+        .unwrap();
+    let view = lobby.presence().expect("joined with presence");
+    let mut changes = view.changes();
+    let keys = |list: Vec<(String, phx_client::PresenceEntry)>| {
+        list.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+    };
+    // alice's own arrival, then a sync.
+    let mut seen = Vec::new();
+    while !seen.contains(&"sync".to_owned()) {
+        match within::<R, _>(MS(2000), "alice's sync", changes.next()).await {
+            Some(Ok(phx_client::PresenceChange::Join { key, .. })) => seen.push(format!("+{key}")),
+            Some(Ok(phx_client::PresenceChange::Sync)) => seen.push("sync".into()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(seen.contains(&"+alice".to_owned()));
+    assert_eq!(keys(view.list().await.unwrap()), ["alice"]);
+
+    let others: Vec<Socket<R>> = futures::future::join_all((0..2).map(|_| connect::<R>(&h))).await;
+    let mut their_channels = Vec::new();
+    for (s, name) in others.iter().zip(["bob", "carol"]) {
+        let (c, _) = s
+            .channel("presence:lobby")
+            .params(&json!({"user": name}))
+            .join()
+            .await
+            .unwrap();
+        their_channels.push(c);
+    }
+    let mut joined = BTreeSet::new();
+    while joined.len() < 2 {
+        if let Some(Ok(phx_client::PresenceChange::Join { key, joined: j, .. })) =
+            within::<R, _>(MS(2000), "joins", changes.next()).await
+        {
+            assert!(j.decode_metas::<Meta>().unwrap()[0].online_at > 0);
+            joined.insert(key);
+        }
+    }
+    assert_eq!(
+        joined,
+        BTreeSet::from(["bob".to_owned(), "carol".to_owned()])
+    );
+    let names = view
+        .list_by(|key, entry| format!("{key}x{}", entry.metas.len()))
+        .await
+        .unwrap();
+    assert_eq!(names, ["alicex1", "bobx1", "carolx1"]);
+
+    // carol leaves while alice is cut off; after the reconnect the new state reports it.
+    h.restart().await;
+    others[1].disconnect().await.unwrap();
+    wait_event::<R>(&mut events, MS(3000), "alice rejoins", |e| {
+        matches!(e, Event::Joined { rejoin: true, .. })
+    })
+    .await;
+    // bob's socket rejoins too (after the restart every client reconnects).
+    let mut left = Vec::new();
+    for _ in 0..200 {
+        let list = keys(view.list().await.unwrap());
+        if list == ["alice", "bob"] {
+            break;
+        }
+        sleep::<R>(MS(20)).await;
+    }
+    while let Some(Ok(change)) = futures::select_biased! {
+        c = changes.next().fuse() => c,
+        () = sleep::<R>(MS(200)).fuse() => None,
+    } {
+        if let phx_client::PresenceChange::Leave { key, current, .. } = change
+            && current.metas.is_empty()
+        {
+            left.push(key);
+        }
+    }
+    assert_eq!(keys(view.list().await.unwrap()), ["alice", "bob"]);
+    assert!(
+        left.contains(&"carol".to_owned()),
+        "carol's leave reported: {left:?}"
+    );
+    assert_eq!(
+        h.call(|s, _| s.presence_list("presence:lobby"))
+            .await
+            .as_object()
+            .map(|o| o.len()),
+        Some(2)
     );
 }
 
@@ -690,6 +762,7 @@ macro_rules! conformance_suite {
             slow_reader_gets_explicit_lag,
             retries_while_the_server_refuses,
             dropping_every_handle_closes_the_socket,
+            presence_with_several_users,
         );
     };
     (@tests $rt:ty, $run:path, $($name:ident),+ $(,)?) => {
