@@ -194,6 +194,7 @@ pub struct Config {
     pub(crate) rng_seed: u64,
     pub(crate) send_buffer_capacity: usize,
     pub(crate) max_pending_pushes: usize,
+    pub(crate) max_frame_size: usize,
 }
 
 impl Config {
@@ -222,6 +223,7 @@ impl Config {
                 rng_seed: 0,
                 send_buffer_capacity: 1024,
                 max_pending_pushes: 65_536,
+                max_frame_size: 10_000_000,
             },
         })
     }
@@ -338,6 +340,7 @@ impl fmt::Debug for Config {
             .field("rng_seed", &self.rng_seed)
             .field("send_buffer_capacity", &self.send_buffer_capacity)
             .field("max_pending_pushes", &self.max_pending_pushes)
+            .field("max_frame_size", &self.max_frame_size)
             .finish()
     }
 }
@@ -496,6 +499,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// Largest frame the client sends (10,000,000 bytes: the inbound limit of Phoenix's
+    /// WebSocket stack, which closes the whole connection with 1009 past it). A larger join or
+    /// push fails at once with [`crate::EncodeError::FrameTooLarge`].
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame_size = bytes;
+        self
+    }
+
     /// Validates the settings and returns the configuration.
     ///
     /// # Errors
@@ -526,6 +537,9 @@ impl ConfigBuilder {
         }
         if c.max_pending_pushes == 0 {
             return invalid("max_pending_pushes", "must be at least 1");
+        }
+        if c.max_frame_size < 64 {
+            return invalid("max_frame_size", "must be at least 64 bytes");
         }
         if c.params.iter().any(|p| p.key.is_empty()) {
             return invalid("param", "keys must not be empty");

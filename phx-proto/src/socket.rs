@@ -423,7 +423,7 @@ impl Socket {
                         PHX_LEAVE,
                         Payload::empty(),
                     );
-                    if let Ok(frame) = self.config.serializer.encode(&msg) {
+                    if let Ok(frame) = self.encode(&msg) {
                         self.send_frame(frame);
                     }
                 }
@@ -635,7 +635,7 @@ impl Socket {
                 event.clone(),
                 payload.clone(),
             );
-            Some(self.config.serializer.encode(&msg)?)
+            Some(self.encode(&msg)?)
         } else {
             self.dry_run(&topic, &event, &payload)?;
             None
@@ -732,7 +732,7 @@ impl Socket {
                 PHX_LEAVE,
                 Payload::empty(),
             );
-            match self.config.serializer.encode(&msg) {
+            match self.encode(&msg) {
                 Ok(frame) => self.send_frame(frame),
                 Err(_) => self.finish_leave(channel, false),
             }
@@ -918,6 +918,18 @@ impl Socket {
         self.transmits.push_back(Transmit::Frame(frame));
     }
 
+    /// Encodes a client message, enforcing the frame size limit.
+    fn encode(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        let frame = self.config.serializer.encode(msg)?;
+        if frame.len() > self.config.max_frame_size {
+            return Err(EncodeError::FrameTooLarge {
+                size: frame.len(),
+                max: self.config.max_frame_size,
+            });
+        }
+        Ok(frame)
+    }
+
     /// Checks that a channel message with these fields would encode.
     fn dry_run(
         &self,
@@ -933,7 +945,7 @@ impl Socket {
             event.clone(),
             payload.clone(),
         );
-        self.config.serializer.encode(&msg).map(drop)
+        self.encode(&msg).map(drop)
     }
 
     fn start_attempt(&mut self) {
@@ -992,7 +1004,7 @@ impl Socket {
             PHX_JOIN,
             params,
         );
-        match self.config.serializer.encode(&msg) {
+        match self.encode(&msg) {
             Ok(frame) => self.send_frame(frame),
             // Params were validated when set; only a custom serializer can get here.
             Err(_) => {
@@ -1065,7 +1077,7 @@ impl Socket {
         };
         let r = self.mint_ref();
         let msg = Message::new(None, Some(ref_str(r)), PHOENIX, HEARTBEAT, Payload::empty());
-        if let Ok(frame) = self.config.serializer.encode(&msg) {
+        if let Ok(frame) = self.encode(&msg) {
             self.send_frame(frame);
         }
         self.heartbeat.pending = Some((r, self.now));
@@ -1096,7 +1108,7 @@ impl Socket {
                     PHX_LEAVE,
                     Payload::empty(),
                 );
-                if let Ok(frame) = self.config.serializer.encode(&msg) {
+                if let Ok(frame) = self.encode(&msg) {
                     let timer = self.arm(timeout, TimerKey::Pending(c));
                     self.pending.insert(
                         c,
@@ -1276,7 +1288,7 @@ impl Socket {
                     b.event,
                     b.payload,
                 );
-                match self.config.serializer.encode(&msg) {
+                match self.encode(&msg) {
                     Ok(frame) => {
                         if let Some(p) = self.pending.get_mut(&b.ref_) {
                             p.kind = PendingKind::User { sent: true };

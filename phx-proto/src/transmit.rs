@@ -128,6 +128,15 @@ pub enum CloseReason {
         /// The HTTP status.
         status: u16,
     },
+    /// The TLS handshake or session failed (for example an untrusted certificate).
+    Tls(String),
+    /// The server sent a message larger than the configured limit; the connection was dropped.
+    MessageTooLarge {
+        /// Size of the message (or frame), in bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Dialing failed, an IO error happened, or the stream ended without a close frame.
     Error(String),
 }
@@ -138,6 +147,10 @@ impl fmt::Display for CloseReason {
             Self::Closed { code, reason } if reason.is_empty() => write!(f, "closed with {code}"),
             Self::Closed { code, reason } => write!(f, "closed with {code} ({reason})"),
             Self::Refused { status } => write!(f, "refused with HTTP {status}"),
+            Self::Tls(e) => write!(f, "TLS error: {e}"),
+            Self::MessageTooLarge { size, max } => {
+                write!(f, "message of {size} bytes exceeds the {max}-byte limit")
+            }
             Self::Error(e) => write!(f, "transport error: {e}"),
         }
     }

@@ -324,6 +324,14 @@ pub enum EncodeError {
     /// A message that only a server sends (a reply) was given to a client encoder.
     #[error("a client cannot send a reply")]
     ClientReply,
+    /// The encoded frame is larger than the configured limit.
+    #[error("frame of {size} bytes exceeds the {max}-byte limit")]
+    FrameTooLarge {
+        /// Size of the encoded frame.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Reads a JSON string as a [`ByteStr`], slicing the frame unless escapes force a copy.

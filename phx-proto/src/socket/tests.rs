@@ -1139,6 +1139,29 @@ fn binary_pushes_are_encoded_and_oversized_fields_refused() {
 }
 
 #[test]
+fn a_push_over_the_frame_limit_fails_at_once_and_the_socket_carries_on() {
+    let mut t = T::with(config().max_frame_size(200));
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.take_frames();
+    let big = Payload::json(&"x".repeat(300)).unwrap();
+    assert!(matches!(
+        t.s.push(t.now, ch, "big", big.clone(), None),
+        Err(PushError::Encode(EncodeError::FrameTooLarge {
+            max: 200,
+            ..
+        }))
+    ));
+    assert!(matches!(
+        t.s.join(t.now, "room:big", big),
+        Err(JoinError::Encode(EncodeError::FrameTooLarge { .. }))
+    ));
+    assert!(t.take_frames().is_empty());
+    t.push(ch, "small");
+    assert_eq!(t.take_frames().len(), 1);
+}
+
+#[test]
 fn too_many_pending_pushes_is_refused() {
     let mut t = T::with(config().max_pending_pushes(2));
     t.open();
