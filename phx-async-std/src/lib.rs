@@ -7,6 +7,14 @@
 //! Timers and IO come from async-io, the reactor async-std and smol share, so the client also
 //! runs inside a smol executor; the driver task is spawned on async-std's executor.
 //!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `rustls-tls-webpki-roots` | yes | `wss://` through rustls, trusting the bundled Mozilla roots |
+//! | `rustls-tls-native-roots` | | `wss://` through rustls, trusting the operating system's roots |
+//! | `native-tls` | | `wss://` through the platform library; select it with `Builder::use_native_tls` |
+//!
 //! ```no_run
 //! use futures::StreamExt;
 //! use phx_async_std::Socket;
@@ -38,6 +46,8 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::error::UrlError;
 use async_tungstenite::tungstenite::handshake::client::Request;
 use async_tungstenite::tungstenite::{Error as WsError, protocol::WebSocketConfig};
+use futures::io::{AsyncRead, AsyncWrite};
+use phx_client::TlsConnector;
 
 pub use phx_client::{
     Backoff, ChannelId, CloseReason, ConnectError, Credentials, DisconnectReason, Event, Events,
@@ -63,8 +73,96 @@ impl Future for Sleep {
     }
 }
 
+/// A TCP stream, plain or wrapped in TLS.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MaybeTlsStream {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://` through rustls.
+    #[cfg(feature = "__rustls")]
+    Rustls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+    /// `wss://` through native-tls.
+    #[cfg(feature = "native-tls")]
+    NativeTls(Box<async_native_tls::TlsStream<TcpStream>>),
+}
+
+/// Forwards an IO call to whichever stream is inside.
+macro_rules! each_stream {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            MaybeTlsStream::Plain($s) => $e,
+            #[cfg(feature = "__rustls")]
+            MaybeTlsStream::Rustls($s) => $e,
+            #[cfg(feature = "native-tls")]
+            MaybeTlsStream::NativeTls($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for MaybeTlsStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        each_stream!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for MaybeTlsStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        each_stream!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        each_stream!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        each_stream!(self, s => Pin::new(s).poll_close(cx))
+    }
+}
+
+/// Wraps `tcp` in TLS for `host`.
+async fn secure(
+    host: &str,
+    tcp: TcpStream,
+    tls: Option<TlsConnector>,
+) -> Result<MaybeTlsStream, WsError> {
+    match tls {
+        #[cfg(feature = "__rustls")]
+        Some(TlsConnector::Rustls(config)) => {
+            use async_tungstenite::tungstenite::error::TlsError;
+            let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|_| WsError::Tls(TlsError::InvalidDnsName))?;
+            let stream = futures_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            Ok(MaybeTlsStream::Rustls(Box::new(stream)))
+        }
+        #[cfg(feature = "native-tls")]
+        Some(TlsConnector::NativeTls(settings)) => {
+            let stream = async_native_tls::TlsConnector::from(settings.builder())
+                .connect(host, tcp)
+                .await
+                .map_err(|e| WsError::Tls(e.into()))?;
+            Ok(MaybeTlsStream::NativeTls(Box::new(stream)))
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = (host, tcp);
+            Err(WsError::Url(UrlError::TlsFeatureNotEnabled))
+        }
+    }
+}
+
 impl phx_client::Runtime for AsyncStd {
-    type WebSocket = WebSocketStream<TcpStream>;
+    type WebSocket = WebSocketStream<MaybeTlsStream>;
     type Sleep = Sleep;
 
     fn now(&self) -> Instant {
@@ -88,23 +186,29 @@ impl phx_client::Runtime for AsyncStd {
         &self,
         request: Request,
         config: WebSocketConfig,
+        tls: Option<TlsConnector>,
     ) -> impl Future<Output = Result<Self::WebSocket, WsError>> + Send + 'static {
         async move {
             let uri = request.uri();
-            if uri.scheme_str() == Some("wss") {
-                return Err(WsError::Url(UrlError::TlsFeatureNotEnabled));
-            }
+            let secure_scheme = uri.scheme_str() == Some("wss");
             let host = uri
                 .host()
                 .ok_or(WsError::Url(UrlError::NoHostName))?
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned();
-            let port = uri.port_u16().unwrap_or(80);
+            let port = uri
+                .port_u16()
+                .unwrap_or(if secure_scheme { 443 } else { 80 });
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
+            let stream = if secure_scheme {
+                secure(&host, tcp, tls).await?
+            } else {
+                MaybeTlsStream::Plain(tcp)
+            };
             let (ws, _response) =
-                async_tungstenite::client_async_with_config(request, tcp, Some(config)).await?;
+                async_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
             Ok(ws)
         }
     }

@@ -24,6 +24,7 @@ use crate::error::{ConnectError, JoinError, LeaveError, PushError};
 use crate::inbox::Inbox;
 use crate::runtime::Runtime;
 use crate::socket::{ChannelSubs, Credentials, Options, Registry, Reply, Subscriber};
+use crate::tls::TlsConnector;
 use crate::transport;
 
 /// Frames read per round before the driver looks at commands and timers again.
@@ -138,6 +139,7 @@ pub struct Driver<R: Runtime> {
 
 struct State<R: Runtime> {
     rt: R,
+    tls: Option<TlsConnector>,
     core: phx_proto::Socket,
     options: Options,
     commands: mpsc::Receiver<Command>,
@@ -165,6 +167,7 @@ struct State<R: Runtime> {
 impl<R: Runtime> Driver<R> {
     pub(crate) fn new(
         rt: R,
+        tls: Option<TlsConnector>,
         config: Config,
         options: Options,
         commands: mpsc::Receiver<Command>,
@@ -177,6 +180,7 @@ impl<R: Runtime> Driver<R> {
             state: Box::new(State {
                 core: phx_proto::Socket::new(config, now),
                 rt,
+                tls,
                 options,
                 commands,
                 registry,
@@ -362,7 +366,9 @@ impl<R: Runtime> State<R> {
     fn start_connect(&mut self, conn: ConnectionId, request: &phx_proto::ConnectRequest) {
         match transport::build_request(request) {
             Ok(req) => {
-                let fut = self.rt.connect(req, self.options.websocket);
+                let fut = self
+                    .rt
+                    .connect(req, self.options.websocket, self.tls.clone());
                 self.dial = Some(Dial::Connecting(conn, Box::pin(fut)));
             }
             Err(e) => {

@@ -18,6 +18,10 @@ pub enum ConnectError {
         /// The HTTP status.
         status: u16,
     },
+    /// TLS failed: the server's certificate is not trusted, the handshake failed, or the TLS
+    /// settings are invalid.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The handshake did not complete within the connect timeout.
     #[error("the connection attempt timed out")]
     Timeout,
@@ -48,6 +52,7 @@ impl ConnectError {
                 Self::Closed { code: *code }
             }
             DisconnectReason::Transport(CloseReason::Error(e)) => Self::Transport(e.clone()),
+            DisconnectReason::Transport(CloseReason::Tls(e)) => Self::Tls(e.clone()),
             DisconnectReason::ConnectTimeout => Self::Timeout,
             _ => Self::Transport(format!("{reason:?}")),
         }

@@ -21,6 +21,7 @@ mod error;
 mod inbox;
 mod runtime;
 mod socket;
+mod tls;
 mod transport;
 
 pub use driver::Driver;
@@ -28,6 +29,9 @@ pub use error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};
 pub use inbox::{Lagged, Receiver};
 pub use runtime::Runtime;
 pub use socket::{Builder, Channel, ChannelBuilder, Credentials, Events, Messages, Reply, Socket};
+#[cfg(feature = "native-tls")]
+pub use tls::NativeTls;
+pub use tls::TlsConnector;
 
 pub use phx_proto as proto;
 pub use phx_proto::{

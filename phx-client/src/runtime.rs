@@ -9,6 +9,8 @@ use tungstenite::handshake::client::Request;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error as WsError, Message as WsMessage};
 
+use crate::tls::TlsConnector;
+
 /// What an adapter provides. `phx-tokio` and `phx-async-std` implement it in a few dozen lines.
 pub trait Runtime: Clone + Send + Sync + 'static {
     /// An open WebSocket: a stream of received messages and a sink for outgoing ones.
@@ -32,10 +34,12 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     where
         F: Future<Output = ()> + Send + 'static;
 
-    /// Dials and performs the WebSocket handshake for `request`.
+    /// Dials and performs the WebSocket handshake for `request`, securing `wss://` URLs with
+    /// `tls` (`None` when no TLS backend is compiled in: a `wss://` dial must then fail).
     fn connect(
         &self,
         request: Request,
         config: WebSocketConfig,
+        tls: Option<TlsConnector>,
     ) -> impl Future<Output = Result<Self::WebSocket, WsError>> + Send + 'static;
 }

@@ -23,6 +23,7 @@ use crate::driver::{Command, Driver};
 use crate::error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};
 use crate::inbox::{Inbox, Receiver};
 use crate::runtime::Runtime;
+use crate::tls::TlsOptions;
 
 /// A stream of a channel's messages: `Ok(message)`, or `Err(Lagged(n))` where `n` messages
 /// were dropped because the consumer fell behind (see [`Builder::channel_capacity`]).
@@ -101,6 +102,7 @@ pub(crate) struct Options {
     pub(crate) websocket: WebSocketConfig,
     pub(crate) credentials: Option<CredentialsFn>,
     pub(crate) close_timeout: Duration,
+    pub(crate) tls: TlsOptions,
 }
 
 /// Configures and starts a [`Socket`].
@@ -129,6 +131,7 @@ impl<R: Runtime> Builder<R> {
                 websocket: WebSocketConfig::default(),
                 credentials: None,
                 close_timeout: Duration::from_secs(1),
+                tls: TlsOptions::default(),
             },
             runtime,
         }
@@ -237,6 +240,51 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
+    /// Largest message accepted from the server (64 MiB by default). A larger one drops the
+    /// connection with [`phx_proto::CloseReason::MessageTooLarge`], and the socket reconnects.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.options.websocket = self.options.websocket.max_message_size(Some(bytes));
+        self
+    }
+
+    /// Largest single WebSocket frame accepted from the server (16 MiB by default).
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.options.websocket = self.options.websocket.max_frame_size(Some(bytes));
+        self
+    }
+
+    /// Largest frame this client sends (10,000,000 bytes, Phoenix's default inbound limit);
+    /// a larger push fails at once instead of making the server drop the connection.
+    pub fn max_outgoing_frame_size(self, bytes: usize) -> Self {
+        self.map(|c| c.max_frame_size(bytes))
+    }
+
+    /// Trusts the CA certificates of a PEM bundle for `wss://`, on top of the default roots.
+    pub fn add_root_certificate_pem(mut self, pem: &[u8]) -> Self {
+        self.options.tls.add_pem(pem);
+        self
+    }
+
+    /// Trusts a DER-encoded CA certificate for `wss://`.
+    pub fn add_root_certificate_der(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.options.tls.roots.push(der.into());
+        self
+    }
+
+    /// **Turns off TLS certificate verification.** Any server can then impersonate the
+    /// endpoint; for tests against self-signed servers only. Logged as a warning.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.options.tls.accept_invalid_certs = accept;
+        self
+    }
+
+    /// Uses the platform TLS library (native-tls) instead of rustls.
+    #[cfg(feature = "native-tls")]
+    pub fn use_native_tls(mut self) -> Self {
+        self.options.tls.native_tls = true;
+        self
+    }
+
     /// Calls `credentials` before every connection attempt, so an expired token is never
     /// replayed on reconnect. Its params are treated as secrets.
     ///
@@ -296,7 +344,8 @@ impl<R: Runtime> Builder<R> {
         })
     }
 
-    fn build(self) -> Result<(Socket<R>, Driver<R>), ConfigError> {
+    fn build(self) -> Result<(Socket<R>, Driver<R>), ConnectError> {
+        let tls = self.options.tls.connector().map_err(ConnectError::Tls)?;
         let mut builder = self.config?;
         let mut seed = None;
         if !self.seeded {
@@ -319,7 +368,7 @@ impl<R: Runtime> Builder<R> {
             shared,
             _runtime: PhantomData,
         };
-        let driver = Driver::new(self.runtime, config, self.options, rx, registry, seed);
+        let driver = Driver::new(self.runtime, tls, config, self.options, rx, registry, seed);
         Ok((socket, driver))
     }
 
@@ -346,8 +395,9 @@ impl<R: Runtime> Builder<R> {
     /// Joins and pushes made meanwhile wait for the connection.
     ///
     /// # Errors
-    /// [`ConfigError`] for an invalid setting.
-    pub fn connect_lazy(self) -> Result<Socket<R>, ConfigError> {
+    /// [`ConnectError::Config`] for an invalid setting, [`ConnectError::Tls`] for invalid TLS
+    /// settings.
+    pub fn connect_lazy(self) -> Result<Socket<R>, ConnectError> {
         let runtime = self.runtime.clone();
         let (socket, driver) = self.build()?;
         runtime.spawn(driver);
@@ -359,8 +409,8 @@ impl<R: Runtime> Builder<R> {
     /// as soon as it runs.
     ///
     /// # Errors
-    /// [`ConfigError`] for an invalid setting.
-    pub fn into_driver(self) -> Result<(Socket<R>, Driver<R>), ConfigError> {
+    /// As [`Builder::connect_lazy`].
+    pub fn into_driver(self) -> Result<(Socket<R>, Driver<R>), ConnectError> {
         self.build()
     }
 }

@@ -35,6 +35,22 @@ pub(crate) fn close_reason(e: &WsError) -> CloseReason {
         WsError::ConnectionClosed | WsError::AlreadyClosed => {
             CloseReason::Error("connection closed".into())
         }
+        WsError::Tls(e) => CloseReason::Tls(e.to_string()),
+        // TLS libraries report handshake failures as IO errors wrapping their own error.
+        #[cfg(feature = "rustls")]
+        WsError::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            CloseReason::Tls(io.get_ref().map(ToString::to_string).unwrap_or_default())
+        }
+        WsError::Capacity(tungstenite::error::CapacityError::MessageTooLong { size, max_size }) => {
+            CloseReason::MessageTooLarge {
+                size: *size,
+                max: *max_size,
+            }
+        }
         other => CloseReason::Error(other.to_string()),
     }
 }

@@ -30,6 +30,17 @@
 //!
 //! The API is the same as `phx-async-std`'s: switching runtimes changes the crate name. See
 //! [`phx_client`] for the queueing policy and the full API.
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `rustls-tls-webpki-roots` | yes | `wss://` through rustls, trusting the bundled Mozilla roots |
+//! | `rustls-tls-native-roots` | | `wss://` through rustls, trusting the operating system's roots |
+//! | `native-tls` | | `wss://` through the platform library; select it with `Builder::use_native_tls` |
+//!
+//! Certificate verification is always on, unless `danger_accept_invalid_certs(true)` says
+//! otherwise; `add_root_certificate_pem` trusts a private CA.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -39,7 +50,9 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::{Error as WsError, protocol::WebSocketConfig};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use phx_client::TlsConnector;
 
 pub use phx_client::{
     Backoff, ChannelId, CloseReason, ConnectError, Credentials, DisconnectReason, Event, Events,
@@ -78,13 +91,58 @@ impl phx_client::Runtime for Tokio {
         &self,
         request: Request,
         config: WebSocketConfig,
+        tls: Option<TlsConnector>,
     ) -> impl Future<Output = Result<Self::WebSocket, WsError>> + Send + 'static {
         async move {
-            let (ws, _response) =
-                tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
-            Ok(ws)
+            let connector = match tls {
+                #[cfg(any(
+                    feature = "rustls-tls-webpki-roots",
+                    feature = "rustls-tls-native-roots"
+                ))]
+                Some(TlsConnector::Rustls(config)) => Some(Connector::Rustls(config)),
+                #[cfg(feature = "native-tls")]
+                Some(TlsConnector::NativeTls(settings)) => match settings.builder().build() {
+                    Ok(c) => Some(Connector::NativeTls(c)),
+                    Err(e) => return Err(WsError::Tls(e.into())),
+                },
+                #[allow(unreachable_patterns)]
+                _ => None,
+            };
+            connect(request, config, connector).await
         }
     }
+}
+
+#[cfg(any(
+    feature = "rustls-tls-webpki-roots",
+    feature = "rustls-tls-native-roots",
+    feature = "native-tls"
+))]
+async fn connect(
+    request: Request,
+    config: WebSocketConfig,
+    connector: Option<Connector>,
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, WsError> {
+    let (ws, _response) =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
+            .await?;
+    Ok(ws)
+}
+
+/// Without a TLS feature, `wss://` fails with tungstenite's "TLS support not compiled in".
+#[cfg(not(any(
+    feature = "rustls-tls-webpki-roots",
+    feature = "rustls-tls-native-roots",
+    feature = "native-tls"
+)))]
+async fn connect(
+    request: Request,
+    config: WebSocketConfig,
+    _connector: Option<Connector>,
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, WsError> {
+    let (ws, _response) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+    Ok(ws)
 }
 
 /// A Phoenix socket on tokio. See [`phx_client::Socket`].

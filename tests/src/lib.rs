@@ -6,4 +6,5 @@
 
 pub mod demo;
 pub mod server;
+pub mod tls;
 pub mod traces;

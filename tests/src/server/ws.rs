@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,7 @@ enum WsOut {
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
+    secure: bool,
     mount: String,
     commands: mpsc::Sender<Command>,
     owner: Option<JoinHandle<()>>,
@@ -116,7 +118,33 @@ impl TestServer {
     /// # Errors
     /// When the address cannot be bound.
     pub async fn bind(addr: SocketAddr, config: ServerConfig) -> io::Result<Self> {
+        Self::bind_with_tls(addr, config, None).await
+    }
+
+    /// Starts a `wss://` server on 127.0.0.1 on a free port, with the given TLS configuration
+    /// (see [`crate::tls::TestCa`]). Its [`TestServer::url`] names the host `localhost`.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn start_tls(config: ServerConfig, tls: Arc<rustls::ServerConfig>) -> Self {
+        match Self::bind_with_tls(SocketAddr::from(([127, 0, 0, 1], 0)), config, Some(tls)).await {
+            Ok(server) => server,
+            Err(e) => panic!("cannot bind the test server on 127.0.0.1: {e}"),
+        }
+    }
+
+    /// Starts a server on `addr`, serving TLS when `tls` is given.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind_with_tls(
+        addr: SocketAddr,
+        config: ServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
+        let secure = tls.is_some();
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let addr = listener.local_addr()?;
         let mount = config
             .path
@@ -128,9 +156,10 @@ impl TestServer {
             .max_frame_size(Some(config.max_frame_size));
         let (commands, rx) = mpsc::channel(1024);
         let owner = tokio::spawn(own_model(Server::new(config), rx));
-        let acceptor = tokio::spawn(accept_loop(listener, commands.clone(), ws_config));
+        let acceptor = tokio::spawn(accept_loop(listener, acceptor, commands.clone(), ws_config));
         Ok(Self {
             addr,
+            secure,
             mount,
             commands,
             owner: Some(owner),
@@ -146,7 +175,11 @@ impl TestServer {
     /// The socket URL a client is configured with, such as `ws://127.0.0.1:4000/socket`
     /// (clients append `/websocket` and the params).
     pub fn url(&self) -> String {
-        format!("ws://{}{}", self.addr, self.mount)
+        if self.secure {
+            format!("wss://localhost:{}{}", self.addr.port(), self.mount)
+        } else {
+            format!("ws://{}{}", self.addr, self.mount)
+        }
     }
 
     /// The full WebSocket URL with `query` appended, such as
@@ -407,6 +440,7 @@ fn flush(server: &mut Server, writers: &mut BTreeMap<ConnId, mpsc::UnboundedSend
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     commands: mpsc::Sender<Command>,
     ws_config: WebSocketConfig,
 ) {
@@ -417,6 +451,7 @@ async fn accept_loop(
                 next += 1;
                 tokio::spawn(serve_connection(
                     stream,
+                    tls.clone(),
                     ConnId(next),
                     commands.clone(),
                     ws_config,
@@ -428,10 +463,15 @@ async fn accept_loop(
     }
 }
 
-/// A TCP stream that first replays the bytes already read from it (the request head).
+/// A connection's byte stream: plain TCP or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A stream that first replays the bytes already read from it (the request head).
 struct Replay {
     head: Bytes,
-    inner: TcpStream,
+    inner: Box<dyn Io>,
 }
 
 impl AsyncRead for Replay {
@@ -469,7 +509,7 @@ impl AsyncWrite for Replay {
 }
 
 /// Reads up to the end of the HTTP request head; `None` on EOF, error or an oversized head.
-async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+async fn read_head(stream: &mut Box<dyn Io>) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -524,12 +564,21 @@ fn error_response(status: u16) -> ErrorResponse {
 // The callback's error type is tungstenite's `ErrorResponse`.
 #[allow(clippy::result_large_err)]
 async fn serve_connection(
-    mut stream: TcpStream,
+    tcp: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     conn: ConnId,
     commands: mpsc::Sender<Command>,
     ws_config: WebSocketConfig,
 ) {
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut stream: Box<dyn Io> = match tls {
+        Some(acceptor) => match acceptor.accept(tcp).await {
+            Ok(tls) => Box::new(tls),
+            // A client that does not trust the certificate aborts the handshake.
+            Err(_) => return,
+        },
+        None => Box::new(tcp),
+    };
     let Some(head) = read_head(&mut stream).await else {
         return;
     };
@@ -718,6 +767,18 @@ impl BackgroundServer {
     /// # Panics
     /// When no runtime can be built or no loopback port bound.
     pub fn start(config: ServerConfig) -> Self {
+        Self::start_with(config, None)
+    }
+
+    /// As [`BackgroundServer::start`], serving `wss://` with `tls`.
+    ///
+    /// # Panics
+    /// As [`BackgroundServer::start`].
+    pub fn start_tls(config: ServerConfig, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self::start_with(config, Some(tls))
+    }
+
+    fn start_with(config: ServerConfig, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         // Built on a thread of its own: the caller may already be inside a runtime, where
         // blocking on another one is not allowed.
         let (runtime, server) = std::thread::spawn(move || {
@@ -727,7 +788,12 @@ impl BackgroundServer {
                 .enable_all()
                 .build()
                 .unwrap_or_else(|e| panic!("cannot build the test server's runtime: {e}"));
-            let server = runtime.block_on(TestServer::start(config));
+            let server = runtime.block_on(async {
+                match tls {
+                    Some(tls) => TestServer::start_tls(config, tls).await,
+                    None => TestServer::start(config).await,
+                }
+            });
             (runtime, server)
         })
         .join()

@@ -741,6 +741,49 @@ pub async fn presence_with_several_users<R: Runtime + Default>() {
     );
 }
 
+/// `wss://`: a server whose CA the client trusts connects; an untrusted certificate fails with
+/// a TLS error naming the cause; verification is only skipped when explicitly turned off.
+pub async fn tls_verifies_certificates<R: Runtime + Default>() {
+    let ca = phx_tests::tls::TestCa::new();
+    let h = BackgroundServer::start_tls(ServerConfig::default(), ca.server_config());
+    assert!(h.url().starts_with("wss://localhost:"));
+    let socket = builder::<R>(&h)
+        .add_root_certificate_pem(ca.ca_pem().as_bytes())
+        .connect()
+        .await
+        .expect("a trusted certificate connects");
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    assert!(
+        lobby
+            .push("ping", &json!({"over": "tls"}))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    match builder::<R>(&h).connect().await {
+        Err(ConnectError::Tls(msg)) => {
+            assert!(
+                msg.to_lowercase().contains("certificate"),
+                "unclear TLS error: {msg}"
+            )
+        }
+        other => panic!("an untrusted certificate must fail with a TLS error, got {other:?}"),
+    }
+    let insecure = builder::<R>(&h)
+        .danger_accept_invalid_certs(true)
+        .connect()
+        .await
+        .expect("verification explicitly off");
+    assert!(insecure.channel("room:lobby").join().await.is_ok());
+    assert!(matches!(
+        builder::<R>(&h)
+            .add_root_certificate_pem(b"not a certificate")
+            .connect()
+            .await,
+        Err(ConnectError::Tls(msg)) if msg.contains("root certificate")
+    ));
+}
+
 /// Generates one `#[test]` per scenario, each run by `$run` on the adapter runtime `$rt`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -763,6 +806,7 @@ macro_rules! conformance_suite {
             retries_while_the_server_refuses,
             dropping_every_handle_closes_the_socket,
             presence_with_several_users,
+            tls_verifies_certificates,
         );
     };
     (@tests $rt:ty, $run:path, $($name:ident),+ $(,)?) => {
