@@ -103,6 +103,28 @@ impl<T> Receiver<T> {
             local: VecDeque::new(),
         }
     }
+
+    /// Items waiting to be read; never more than twice the capacity (what this reader took
+    /// in its last batch plus what queued since).
+    pub fn len(&self) -> usize {
+        let local = self
+            .local
+            .iter()
+            .filter(|s| matches!(s, Slot::Item(_)))
+            .count();
+        local + self.inbox.lock().items
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many items this stream holds at most before it starts dropping (and reporting
+    /// [`Lagged`]).
+    pub fn capacity(&self) -> usize {
+        self.inbox.capacity
+    }
 }
 
 // The receiver never pins its items: they live in a VecDeque that moves freely.

@@ -519,6 +519,16 @@ impl Server {
         self.send(conn, &msg).is_ok()
     }
 
+    /// Sends `frame` as it is, well-formed or not, to one connection (a hostile server for
+    /// tests). Returns whether the connection is open.
+    pub fn send_raw(&mut self, conn: ConnId, frame: Frame) -> bool {
+        if !self.conns.contains_key(&conn) {
+            return false;
+        }
+        self.out.push_back(Output::Frame { conn, frame });
+        true
+    }
+
     /// Closes every connection as a `disconnect` broadcast would (1001 by default). Returns
     /// how many.
     pub fn disconnect_all(&mut self) -> usize {

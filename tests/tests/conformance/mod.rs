@@ -784,6 +784,297 @@ pub async fn tls_verifies_certificates<R: Runtime + Default>() {
     ));
 }
 
+/// The connection the server holds for the (single) client.
+async fn only_conn(h: &Harness) -> phx_tests::server::ConnId {
+    let conns = h.call(|s, _| s.connections()).await;
+    assert_eq!(conns.len(), 1, "expected one connection");
+    conns[0]
+}
+
+/// A hostile server: garbage, unknown topics and refs, a reply to a timed-out push, deeply
+/// nested JSON, an unknown binary kind. Each is counted and reported; the connection, the
+/// channel and every pending push survive.
+pub async fn hostile_frames_are_ignored_and_nothing_is_lost<R: Runtime + Default>() {
+    use bytes::Bytes;
+    use phx_proto::{Frame, Unexpected};
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let mut events = socket.events();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    // A push that will time out, then get a late reply.
+    let timed_out = lobby
+        .push_payload("noreply", Payload::empty(), Some(MS(100)))
+        .await;
+    assert_eq!(timed_out, Err(PushError::Timeout));
+    // A push that stays pending through the attack.
+    let pending = {
+        let lobby = lobby.clone();
+        async move {
+            lobby
+                .push_payload(
+                    "slow",
+                    Payload::json(&json!({"ms": 400})).unwrap(),
+                    Some(MS(5000)),
+                )
+                .await
+        }
+    };
+    let attack = async {
+        sleep::<R>(MS(50)).await;
+        let conn = only_conn(&h).await;
+        let deep = format!(
+            "[null,null,\"room:lobby\",\"deep\",{}{}]",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        let frames = vec![
+            Frame::Text(Bytes::from_static(b"{{{ not json")),
+            Frame::Text(Bytes::from_static(b"[1,2,3]")),
+            Frame::Binary(Bytes::from_static(&[9, 1, 2, 3])),
+            Frame::Text(Bytes::from_static(br#"[null,null,"room:nope","x",{}]"#)),
+            Frame::Text(Bytes::from_static(
+                br#"[null,"99999","room:lobby","phx_reply",{"response":{},"status":"ok"}]"#,
+            )),
+            // The late reply to the push that timed out (its ref is the one before "slow").
+            Frame::Text(Bytes::from(deep)),
+            Frame::Text(Bytes::from_static(
+                br#"["1","1","room:lobby","phx_reply",{"status":"ok"}]"#,
+            )),
+        ];
+        for f in frames {
+            assert!(h.call(move |s, _| s.send_raw(conn, f)).await);
+        }
+    };
+    let (pending, ()) = futures::join!(pending, attack);
+    assert!(
+        pending.unwrap().is_ok(),
+        "the pending push survived the attack"
+    );
+    assert!(
+        lobby
+            .push("ping", &json!({"still": "alive"}))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    let stats = socket.stats().await.unwrap();
+    assert_eq!(stats.connects, 1, "no reconnect was needed");
+    assert!(stats.invalid_frames >= 5, "{stats:?}");
+    assert!(
+        stats.unknown_topics >= 1 && stats.unknown_refs >= 1,
+        "{stats:?}"
+    );
+    let mut unexpected = 0;
+    while let Some(Some(Ok(e))) = futures::select_biased! {
+        e = events.next().fuse() => Some(e),
+        () = sleep::<R>(MS(100)).fuse() => None,
+    } {
+        if matches!(
+            e,
+            Event::Unexpected(
+                Unexpected::InvalidFrame(_)
+                    | Unexpected::UnknownTopic { .. }
+                    | Unexpected::UnknownRef { .. }
+            )
+        ) {
+            unexpected += 1;
+        }
+    }
+    assert!(
+        unexpected >= 7,
+        "every hostile frame is reported ({unexpected})"
+    );
+}
+
+/// A flood to a slow reader: memory stays within the stream's capacity and every message is
+/// accounted for, received or reported dropped.
+pub async fn flood_to_a_slow_reader_is_bounded_and_accounted<R: Runtime + Default>() {
+    let n: u64 = std::env::var("PHX_FLOOD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let h = BackgroundServer::start(ServerConfig::default());
+    // Heartbeat replies queue behind the flood; a 300 ms heartbeat would (correctly) declare
+    // the link dead, so this test uses Phoenix's default interval.
+    let socket = builder::<R>(&h)
+        .heartbeat(Duration::from_secs(30))
+        .channel_capacity(1024)
+        .connect()
+        .await
+        .unwrap();
+    let (lobby, _) = socket.channel("room:flood").join().await.unwrap();
+    let mut messages = lobby.messages();
+    let payload =
+        Payload::json(&json!({"user": "alice", "body": "hello there", "id": 12345})).unwrap();
+    let sent = h
+        .broadcast_repeated("room:flood", "flood", payload, n)
+        .await;
+    assert_eq!(sent, 1, "one subscriber");
+    let (mut received, mut dropped, mut max_queued) = (0u64, 0u64, 0usize);
+    while received + dropped < n {
+        max_queued = max_queued.max(messages.len());
+        match within::<R, _>(MS(30_000), "flood", messages.next()).await {
+            Some(Ok(_)) => {
+                received += 1;
+                // A slow reader: it pauses now and then.
+                if received % 2000 == 0 {
+                    sleep::<R>(MS(1)).await;
+                }
+            }
+            Some(Err(Lagged(k))) => dropped += k,
+            None => panic!("stream ended"),
+        }
+    }
+    assert_eq!(received + dropped, n, "received + reported dropped == sent");
+    assert!(max_queued <= 2 * messages.capacity(), "queued {max_queued}");
+    assert_eq!(socket.stats().await.unwrap().messages, n);
+}
+
+/// An HTTP 403 on connect: the event says refused and the backoff goes on.
+pub async fn refused_403_keeps_backing_off<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = Socket::<R>::builder(&h.url())
+        .secret_param("token", "wrong")
+        .reconnect(Backoff::Schedule {
+            delays: vec![MS(20), MS(40)],
+            jitter: 0.0,
+        })
+        .connect_lazy()
+        .unwrap();
+    let mut events = socket.events();
+    let mut delays = Vec::new();
+    while delays.len() < 3 {
+        if let Event::Disconnected {
+            reason: DisconnectReason::Transport(CloseReason::Refused { status }),
+            reconnect_delay: Some(d),
+            ..
+        } = wait_event::<R>(&mut events, MS(3000), "refusal", |e| {
+            matches!(e, Event::Disconnected { .. })
+        })
+        .await
+        {
+            assert_eq!(status, 403);
+            delays.push(d);
+        }
+    }
+    assert_eq!(delays, [MS(20), MS(40), MS(40)]);
+}
+
+/// A server that accepts TCP and never answers the upgrade: the connect timeout fires.
+pub async fn silent_server_hits_the_connect_timeout<R: Runtime + Default>() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/socket", listener.local_addr().unwrap());
+    // Accept connections and hold them without a byte of answer.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept() {
+            held.push(s);
+        }
+    });
+    let started = R::default().now();
+    let err = Socket::<R>::builder(&url)
+        .connect_timeout(MS(300))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(err, ConnectError::Timeout);
+    assert!(R::default().now() - started < MS(2000));
+}
+
+/// A message larger than the configured limit drops the connection with a typed reason; the
+/// socket reconnects and the channel rejoins.
+pub async fn oversized_message_closes_and_reconnects<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = builder::<R>(&h)
+        .max_message_size(2000)
+        .connect()
+        .await
+        .unwrap();
+    let mut events = socket.events();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let big = "x".repeat(5000);
+    let _ = lobby
+        .push(
+            "push_me",
+            &json!({"event": "big", "payload": {"blob": big}}),
+        )
+        .await;
+    wait_event::<R>(&mut events, MS(3000), "too large", |e| {
+        matches!(
+            e,
+            Event::Disconnected {
+                reason: DisconnectReason::Transport(CloseReason::MessageTooLarge { max: 2000, .. }),
+                reconnect_at: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+    wait_event::<R>(&mut events, MS(3000), "rejoin", |e| {
+        matches!(e, Event::Joined { rejoin: true, .. })
+    })
+    .await;
+    assert!(lobby.push("ping", &json!({})).await.unwrap().is_ok());
+    // And a push too large to send fails at once, without touching the connection.
+    let huge = "y".repeat(3000);
+    let small_out = builder::<R>(&h)
+        .max_outgoing_frame_size(1000)
+        .connect()
+        .await
+        .unwrap();
+    let (c, _) = small_out.channel("room:lobby").join().await.unwrap();
+    assert!(matches!(
+        c.push("ping", &json!({"blob": huge})).await,
+        Err(PushError::Refused(phx_proto::PushError::Encode(
+            phx_proto::EncodeError::FrameTooLarge { .. }
+        )))
+    ));
+    assert!(c.push("ping", &json!({})).await.is_ok());
+}
+
+/// Wrong URLs, schemes, topics and options are typed errors that say what is wrong.
+pub async fn invalid_input_is_a_typed_error<R: Runtime + Default>() {
+    use phx_proto::ConfigError;
+    for (url, needle) in [
+        ("ftp://h/socket", "scheme"),
+        ("localhost:4000/socket", "expected a URL"),
+        ("ws:///socket", "host"),
+    ] {
+        match Socket::<R>::builder(url).connect().await {
+            Err(ConnectError::Config(ConfigError::Endpoint { reason, .. })) => {
+                assert!(reason.contains(needle), "{url}: {reason}")
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    match Socket::<R>::builder("ws://h/socket")
+        .heartbeat(Duration::ZERO)
+        .connect()
+        .await
+    {
+        Err(ConnectError::Config(ConfigError::Invalid { setting, .. })) => {
+            assert_eq!(setting, "heartbeat_interval")
+        }
+        other => panic!("{other:?}"),
+    }
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    assert!(matches!(
+        socket.channel("").join().await,
+        Err(JoinError::Invalid(
+            phx_proto::JoinError::InvalidTopic { .. }
+        ))
+    ));
+    // http(s) endpoints are mapped to ws(s) and the /websocket suffix is added once.
+    let http = h.url().replace("ws://", "http://") + "/websocket";
+    let s = Socket::<R>::builder(&http)
+        .secret_param("token", "secret")
+        .connect()
+        .await
+        .unwrap();
+    assert!(s.url().starts_with("ws://") && s.url().contains("/socket/websocket?"));
+}
+
 /// Generates one `#[test]` per scenario, each run by `$run` on the adapter runtime `$rt`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -807,6 +1098,12 @@ macro_rules! conformance_suite {
             dropping_every_handle_closes_the_socket,
             presence_with_several_users,
             tls_verifies_certificates,
+            hostile_frames_are_ignored_and_nothing_is_lost,
+            flood_to_a_slow_reader_is_bounded_and_accounted,
+            refused_403_keeps_backing_off,
+            silent_server_hits_the_connect_timeout,
+            oversized_message_closes_and_reconnects,
+            invalid_input_is_a_typed_error,
         );
     };
     (@tests $rt:ty, $run:path, $($name:ident),+ $(,)?) => {
