@@ -88,6 +88,9 @@ class Inbox {
     return waitFor(`${what} (${this.name})`, resolve => this.waiters.push(resolve), ms)
   }
 
+  // Drops everything queued.
+  clear(){ this.items = [] }
+
   // Fails if anything is queued (an item that should not have arrived).
   assertEmpty(what){
     if(this.items.length > 0){ fail(`${what}: unexpected ${show(this.items)}`) }

@@ -93,9 +93,22 @@ pub async fn control(server: &TestServer, command: &str) -> Result<(), String> {
         "drop" => {
             server.drop_all().await;
         }
+        // Every connection is closed with 1000 (as Cowboy's idle timeout does).
+        "close-normal" => {
+            server
+                .call(|s, _| {
+                    for conn in s.connections() {
+                        s.close_connection(conn, 1000, "");
+                    }
+                })
+                .await;
+        }
         // Handshakes are refused (HTTP 503) until "accept".
         "refuse" => server.refuse_connects(Duration::from_secs(3600)).await,
         "accept" => server.refuse_connects(Duration::ZERO).await,
+        // Heartbeats go unanswered until "heartbeats-on".
+        "heartbeats-off" => server.stop_heartbeat_replies().await,
+        "heartbeats-on" => server.resume_heartbeat_replies().await,
         other => return Err(format!("unknown control command {other:?}")),
     }
     Ok(())
