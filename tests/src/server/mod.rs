@@ -456,6 +456,9 @@ impl Server {
         self.tick(now);
         let conns = std::mem::take(&mut self.conns);
         for conn in conns.into_keys() {
+            if !self.config.record_frames {
+                self.per_conn.remove(&conn);
+            }
             self.out.push_back(Output::Abort { conn });
         }
         self.subs.clear();
@@ -568,6 +571,7 @@ impl Server {
     }
 
     /// Data frames received on `conn` (open or closed).
+    /// (For a closed connection, only while [`ServerConfig::record_frames`] is on.)
     pub fn frames_received_on(&self, conn: ConnId) -> u64 {
         self.per_conn.get(&conn).map_or(0, |s| s.frames)
     }
@@ -657,6 +661,11 @@ impl Server {
         let Some(c) = self.conns.remove(&conn) else {
             return false;
         };
+        // Recordings outlive their connection (tests read them after the close); counters of a
+        // closed connection do not, so a long-running server stays bounded.
+        if !self.config.record_frames {
+            self.per_conn.remove(&conn);
+        }
         if let Some(at) = c.idle_deadline {
             self.idle.remove(&(at, conn));
         }

@@ -1115,6 +1115,16 @@ fn counters_and_recorded_frames() {
 }
 
 #[test]
+fn closed_connections_leave_nothing_behind_without_recording() {
+    let mut h = H::new();
+    h.joined(1, "room:a", "1");
+    assert_eq!(h.s.frames_received_on(ConnId(1)), 1);
+    h.s.handle_disconnected(h.now, ConnId(1));
+    assert_eq!(h.s.frames_received_on(ConnId(1)), 0);
+    assert!(h.s.per_conn.is_empty());
+}
+
+#[test]
 fn time_running_backwards_is_clamped() {
     let mut h = H::new();
     h.joined(1, "room:a", "1");
