@@ -193,7 +193,8 @@ impl<R: Runtime> Builder<R> {
         self.map(|c| c.max_reconnect_attempts(attempts))
     }
 
-    /// Reconnects even when the server closes with 1000 (off by default, as in phoenix.js).
+    /// Whether to reconnect when the server closes with 1000 (on by default, as phoenix.js
+    /// 1.8.16 does).
     pub fn reconnect_on_normal_close(self, reconnect: bool) -> Self {
         self.map(|c| c.reconnect_on_normal_close(reconnect))
     }

@@ -219,7 +219,7 @@ impl Config {
                 reconnect: Backoff::phoenix_reconnect(),
                 rejoin: Backoff::phoenix_rejoin(),
                 max_reconnect_attempts: None,
-                reconnect_on_normal_close: false,
+                reconnect_on_normal_close: true,
                 rng_seed: 0,
                 send_buffer_capacity: 1024,
                 max_pending_pushes: 65_536,
@@ -473,8 +473,10 @@ impl ConfigBuilder {
         self
     }
 
-    /// Whether to reconnect when the server closes with code 1000 (off by default, as in
-    /// phoenix.js; the `Disconnected` event lets the application decide).
+    /// Whether to reconnect when the server closes with code 1000 (on by default, as
+    /// phoenix.js 1.8.16 does; 1.8.12 and older did not). A server closes with 1000 on
+    /// shutdown (Bandit) and on idle timeout (Cowboy), where coming back is right. Off, the
+    /// `Disconnected` event has no `reconnect_at` and the application decides.
     pub fn reconnect_on_normal_close(mut self, reconnect: bool) -> Self {
         self.config.reconnect_on_normal_close = reconnect;
         self

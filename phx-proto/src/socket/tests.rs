@@ -310,8 +310,24 @@ fn refused_handshake_keeps_backing_off_and_says_refused() {
 }
 
 #[test]
-fn server_close_1000_does_not_reconnect_but_connect_works_again() {
+fn server_close_1000_reconnects_by_default_like_phoenix_js() {
     let mut t = T::new();
+    t.open();
+    let lobby = t.joined("room:lobby");
+    t.closed(CloseReason::Closed {
+        code: 1000,
+        reason: String::new(),
+    });
+    assert_eq!(t.s.state(), SocketState::Reconnecting);
+    t.advance_to(10);
+    t.opened();
+    assert!(t.take_frames().iter().any(|f| f.contains("phx_join")));
+    let _ = lobby;
+}
+
+#[test]
+fn server_close_1000_without_reconnect_leaves_it_to_the_app() {
+    let mut t = T::with(config().reconnect_on_normal_close(false));
     t.open();
     let lobby = t.joined("room:lobby");
     t.take_events();
@@ -335,17 +351,6 @@ fn server_close_1000_does_not_reconnect_but_connect_works_again() {
     t.take_frames();
     t.open();
     assert_eq!(t.take_frames(), [r#"["2","2","room:lobby","phx_join",{}]"#]);
-}
-
-#[test]
-fn normal_close_reconnects_when_configured() {
-    let mut t = T::with(config().reconnect_on_normal_close(true));
-    t.open();
-    t.closed(CloseReason::Closed {
-        code: 1000,
-        reason: String::new(),
-    });
-    assert_eq!(t.s.state(), SocketState::Reconnecting);
 }
 
 #[test]
