@@ -933,15 +933,17 @@ pub async fn flood_to_a_slow_reader_is_bounded_and_accounted<R: Runtime + Defaul
 /// An HTTP 403 on connect: the event says refused and the backoff goes on.
 pub async fn refused_403_keeps_backing_off<R: Runtime + Default>() {
     let h = BackgroundServer::start(ServerConfig::default());
-    let socket = Socket::<R>::builder(&h.url())
+    let (socket, driver) = Socket::<R>::builder(&h.url())
         .secret_param("token", "wrong")
         .reconnect(Backoff::Schedule {
             delays: vec![MS(20), MS(40)],
             jitter: 0.0,
         })
-        .connect_lazy()
+        .into_driver()
         .unwrap();
+    // Subscribe before the driver runs, so the very first refusal is seen.
     let mut events = socket.events();
+    R::default().spawn(driver);
     let mut delays = Vec::new();
     while delays.len() < 3 {
         if let Event::Disconnected {
