@@ -232,14 +232,14 @@ pub struct ChannelView<'a> {
     pub(crate) channel: &'a Channel,
 }
 
-impl ChannelView<'_> {
+impl<'a> ChannelView<'a> {
     /// The channel's id.
     pub fn id(&self) -> ChannelId {
         self.id
     }
 
     /// The topic.
-    pub fn topic(&self) -> &str {
+    pub fn topic(&self) -> &'a str {
         &self.channel.topic
     }
 
@@ -259,7 +259,7 @@ impl ChannelView<'_> {
     }
 
     /// The join params sent with every (re)join.
-    pub fn params(&self) -> &Payload {
+    pub fn params(&self) -> &'a Payload {
         &self.channel.params
     }
 
@@ -275,7 +275,7 @@ impl ChannelView<'_> {
 
     /// The channel's presence view, when it was joined with presence tracking
     /// ([`crate::JoinOptions::presence`]).
-    pub fn presence(&self) -> Option<&Presence> {
+    pub fn presence(&self) -> Option<&'a Presence> {
         self.channel.presence.as_deref()
     }
 
