@@ -415,15 +415,7 @@ impl Socket {
                     || (ch.state == ChannelState::Joining && ch.join_push.is_some());
                 if on_server {
                     let (join_ref, topic) = (ch.join_ref_str(), ch.topic.clone());
-                    let r = self.mint_ref();
-                    let msg = Message::new(
-                        join_ref,
-                        Some(ref_str(r)),
-                        topic,
-                        PHX_LEAVE,
-                        Payload::empty(),
-                    );
-                    if let Ok(frame) = self.encode(&msg) {
+                    if let (_, Ok(frame)) = self.leave_frame(join_ref, topic) {
                         self.send_frame(frame);
                     }
                 }
@@ -707,7 +699,7 @@ impl Socket {
             };
             ch.state = ChannelState::Leaving;
             let join_ref = ch.join_ref_str();
-            let r = self.mint_ref();
+            let (r, frame) = self.leave_frame(join_ref, topic);
             let timeout = self
                 .channels
                 .get(channel)
@@ -725,14 +717,7 @@ impl Socket {
                 ch.leave_ref = NonZeroU64::new(r);
             }
             self.leaving.push(channel);
-            let msg = Message::new(
-                join_ref,
-                Some(ref_str(r)),
-                topic,
-                PHX_LEAVE,
-                Payload::empty(),
-            );
-            match self.encode(&msg) {
+            match frame {
                 Ok(frame) => self.send_frame(frame),
                 Err(_) => self.finish_leave(channel, false),
             }
@@ -930,6 +915,23 @@ impl Socket {
         Ok(frame)
     }
 
+    /// A `phx_leave` for the channel instance `join_ref` of `topic`, with a fresh ref.
+    fn leave_frame(
+        &mut self,
+        join_ref: Option<ByteStr>,
+        topic: ByteStr,
+    ) -> (u64, Result<Frame, EncodeError>) {
+        let r = self.mint_ref();
+        let msg = Message::new(
+            join_ref,
+            Some(ref_str(r)),
+            topic,
+            PHX_LEAVE,
+            Payload::empty(),
+        );
+        (r, self.encode(&msg))
+    }
+
     /// Checks that a channel message with these fields would encode.
     fn dry_run(
         &self,
@@ -1099,27 +1101,19 @@ impl Socket {
         if let Some(r) = timed_out {
             self.pending.remove(&r);
             // Undo a join the server may still complete late (as phoenix.js does).
-            if self.is_connected() {
-                let c = self.mint_ref();
-                let msg = Message::new(
-                    old_join_ref,
-                    Some(ref_str(c)),
-                    topic,
-                    PHX_LEAVE,
-                    Payload::empty(),
+            if self.is_connected()
+                && let (c, Ok(frame)) = self.leave_frame(old_join_ref, topic)
+            {
+                let timer = self.arm(timeout, TimerKey::Pending(c));
+                self.pending.insert(
+                    c,
+                    Pending {
+                        channel: id,
+                        kind: PendingKind::CancelJoin,
+                        timer,
+                    },
                 );
-                if let Ok(frame) = self.encode(&msg) {
-                    let timer = self.arm(timeout, TimerKey::Pending(c));
-                    self.pending.insert(
-                        c,
-                        Pending {
-                            channel: id,
-                            kind: PendingKind::CancelJoin,
-                            timer,
-                        },
-                    );
-                    self.send_frame(frame);
-                }
+                self.send_frame(frame);
             }
         }
         if ever_joined {

@@ -103,6 +103,32 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Reads the members of an object whose `{` has just been consumed, up to its `}`. For each
+    /// member, `member` gets the key and its offset, and must read the value.
+    pub(crate) fn members(
+        &mut self,
+        mut member: impl FnMut(&mut Self, StrSpan, usize) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            let key_at = self.pos;
+            let key = self.string()?;
+            self.expect(b':', "expected ':' after object key")?;
+            member(self, key, key_at)?;
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.syntax("expected ',' or '}'")),
+            }
+        }
+    }
+
     /// Consumes the literal `null` if it comes next.
     #[inline]
     pub(crate) fn null(&mut self) -> Result<bool, DecodeError> {

@@ -414,51 +414,22 @@ fn reply_fields(
     s.bump();
     let mut status = None;
     let mut response = None;
-    if s.peek() == Some(b'}') {
-        s.bump();
-    } else {
-        loop {
-            let key_at = s.pos();
-            let key = s.string()?;
-            s.expect(b':', "expected ':' after object key")?;
-            match key_name(frame, key).as_deref() {
-                Some("status") => {
-                    if status.is_some() {
-                        return Err(DecodeError::DuplicateField {
-                            field: "status",
-                            offset: key_at,
-                        });
-                    }
-                    status = Some(string_field(s, frame, "status")?);
-                }
-                Some("response") => {
-                    if response.is_some() {
-                        return Err(DecodeError::DuplicateField {
-                            field: "response",
-                            offset: key_at,
-                        });
-                    }
-                    response = Some(s.value()?);
-                }
-                _ => {
-                    s.value()?;
-                }
-            }
-            match s.peek() {
-                Some(b',') => s.bump(),
-                Some(b'}') => {
-                    s.bump();
-                    break;
-                }
-                _ => {
-                    return Err(DecodeError::Syntax {
-                        offset: s.pos(),
-                        reason: "expected ',' or '}'",
-                    });
-                }
+    s.members(|s, key, key_at| {
+        let dup = |field| DecodeError::DuplicateField {
+            field,
+            offset: key_at,
+        };
+        match key_name(frame, key).as_deref() {
+            Some("status") if status.is_some() => return Err(dup("status")),
+            Some("status") => status = Some(string_field(s, frame, "status")?),
+            Some("response") if response.is_some() => return Err(dup("response")),
+            Some("response") => response = Some(s.value()?),
+            _ => {
+                s.value()?;
             }
         }
-    }
+        Ok(())
+    })?;
     let status = status.ok_or(DecodeError::MissingField { field: "status" })?;
     let response = response.ok_or(DecodeError::MissingField { field: "response" })?;
     Ok((status, response))

@@ -51,57 +51,36 @@ fn decode_object(frame: &Bytes, replies: bool) -> Result<Message, DecodeError> {
     let mut payload = None;
     let mut ref_ = None;
     let mut join_ref = None;
-    if s.peek() == Some(b'}') {
-        s.bump();
-    } else {
-        loop {
-            let key_at = s.pos();
-            let span = s.string()?;
-            s.expect(b':', "expected ':' after object key")?;
-            let key = match key_name(frame, span).as_deref() {
-                Some("topic") => Some(Key::Topic),
-                Some("event") => Some(Key::Event),
-                Some("payload") => Some(Key::Payload),
-                Some("ref") => Some(Key::Ref),
-                Some("join_ref") => Some(Key::JoinRef),
-                _ => None,
-            };
-            let dup = |field| DecodeError::DuplicateField {
-                field,
-                offset: key_at,
-            };
-            match key {
-                Some(Key::Topic) if topic.is_some() => return Err(dup("topic")),
-                Some(Key::Topic) => topic = Some(string_field(&mut s, frame, "topic")?),
-                Some(Key::Event) if event.is_some() => return Err(dup("event")),
-                Some(Key::Event) => event = Some(string_field(&mut s, frame, "event")?),
-                Some(Key::Payload) if payload.is_some() => return Err(dup("payload")),
-                Some(Key::Payload) => payload = Some(s.value()?),
-                Some(Key::Ref) if ref_.is_some() => return Err(dup("ref")),
-                Some(Key::Ref) => ref_ = Some(opt_string_field(&mut s, frame, "ref")?),
-                Some(Key::JoinRef) if join_ref.is_some() => return Err(dup("join_ref")),
-                Some(Key::JoinRef) => {
-                    join_ref = Some(opt_string_field(&mut s, frame, "join_ref")?);
-                }
-                None => {
-                    s.value()?;
-                }
-            }
-            match s.peek() {
-                Some(b',') => s.bump(),
-                Some(b'}') => {
-                    s.bump();
-                    break;
-                }
-                _ => {
-                    return Err(DecodeError::Syntax {
-                        offset: s.pos(),
-                        reason: "expected ',' or '}'",
-                    });
-                }
+    s.members(|s, span, key_at| {
+        let key = match key_name(frame, span).as_deref() {
+            Some("topic") => Some(Key::Topic),
+            Some("event") => Some(Key::Event),
+            Some("payload") => Some(Key::Payload),
+            Some("ref") => Some(Key::Ref),
+            Some("join_ref") => Some(Key::JoinRef),
+            _ => None,
+        };
+        let dup = |field| DecodeError::DuplicateField {
+            field,
+            offset: key_at,
+        };
+        match key {
+            Some(Key::Topic) if topic.is_some() => return Err(dup("topic")),
+            Some(Key::Topic) => topic = Some(string_field(s, frame, "topic")?),
+            Some(Key::Event) if event.is_some() => return Err(dup("event")),
+            Some(Key::Event) => event = Some(string_field(s, frame, "event")?),
+            Some(Key::Payload) if payload.is_some() => return Err(dup("payload")),
+            Some(Key::Payload) => payload = Some(s.value()?),
+            Some(Key::Ref) if ref_.is_some() => return Err(dup("ref")),
+            Some(Key::Ref) => ref_ = Some(opt_string_field(s, frame, "ref")?),
+            Some(Key::JoinRef) if join_ref.is_some() => return Err(dup("join_ref")),
+            Some(Key::JoinRef) => join_ref = Some(opt_string_field(s, frame, "join_ref")?),
+            None => {
+                s.value()?;
             }
         }
-    }
+        Ok(())
+    })?;
     s.end()?;
     let topic = topic.ok_or(DecodeError::MissingField { field: "topic" })?;
     let event = event.ok_or(DecodeError::MissingField { field: "event" })?;
