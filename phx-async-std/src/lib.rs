@@ -49,12 +49,7 @@ use async_tungstenite::tungstenite::{Error as WsError, protocol::WebSocketConfig
 use futures::io::{AsyncRead, AsyncWrite};
 use phx_client::TlsConnector;
 
-pub use phx_client::{
-    Backoff, ChannelId, CloseReason, ConnectError, Credentials, DisconnectReason, Event, Events,
-    JoinError, Lagged, LeaveError, Message, Messages, Payload, PayloadError, PushError,
-    PushFailure, Reply, SocketClosed, Stats, WebSocketConfig as WsConfig,
-};
-pub use phx_proto as proto;
+phx_client::adapter_api!(AsyncStd, "async-std");
 
 /// The async-std runtime seam: the system clock, async-io timers, `async_std::task::spawn`, and
 /// async-tungstenite for dialing.
@@ -213,14 +208,3 @@ impl phx_client::Runtime for AsyncStd {
         }
     }
 }
-
-/// A Phoenix socket on async-std. See [`phx_client::Socket`].
-pub type Socket = phx_client::Socket<AsyncStd>;
-/// A joined channel on async-std. See [`phx_client::Channel`].
-pub type Channel = phx_client::Channel<AsyncStd>;
-/// Configures a [`Socket`]. See [`phx_client::Builder`].
-pub type Builder = phx_client::Builder<AsyncStd>;
-/// A channel to be joined. See [`phx_client::ChannelBuilder`].
-pub type ChannelBuilder = phx_client::ChannelBuilder<AsyncStd>;
-/// The driver future, for applications that spawn it themselves.
-pub type Driver = phx_client::Driver<AsyncStd>;

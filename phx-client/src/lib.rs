@@ -28,7 +28,9 @@ pub use driver::Driver;
 pub use error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};
 pub use inbox::{Lagged, Receiver};
 pub use runtime::Runtime;
-pub use socket::{Builder, Channel, ChannelBuilder, Credentials, Events, Messages, Reply, Socket};
+pub use socket::{
+    Builder, Channel, ChannelBuilder, Credentials, Events, Messages, PresenceView, Reply, Socket,
+};
 #[cfg(feature = "native-tls")]
 pub use tls::NativeTls;
 pub use tls::TlsConnector;
@@ -39,3 +41,33 @@ pub use phx_proto::{
     PresenceChange, PresenceEntry, PresenceEvents, PushFailure, Stats,
 };
 pub use tungstenite::protocol::WebSocketConfig;
+
+/// Declares an adapter's public API once for every runtime: the shared re-exports and the
+/// handle aliases (`Socket`, `Channel`, `Builder`, `ChannelBuilder`, `PresenceView`, `Driver`)
+/// for the adapter's runtime type `$rt`. `phx-tokio` and `phx-async-std` both expand it, so their
+/// APIs cannot drift apart.
+#[macro_export]
+macro_rules! adapter_api {
+    ($rt:ty, $name:literal) => {
+        pub use $crate::{
+            Backoff, ChannelId, CloseReason, ConnectError, Credentials, DisconnectReason, Event,
+            Events, JoinError, Lagged, LeaveError, Message, Messages, Payload, PayloadError,
+            PresenceChange, PresenceEntry, PresenceEvents, PushError, PushFailure, Reply,
+            SocketClosed, Stats, WebSocketConfig as WsConfig,
+        };
+        pub use $crate::proto;
+
+        #[doc = concat!("A Phoenix socket on ", $name, ". See [`phx_client::Socket`].")]
+        pub type Socket = $crate::Socket<$rt>;
+        #[doc = concat!("A joined channel on ", $name, ". See [`phx_client::Channel`].")]
+        pub type Channel = $crate::Channel<$rt>;
+        #[doc = concat!("Configures a [`Socket`] on ", $name, ". See [`phx_client::Builder`].")]
+        pub type Builder = $crate::Builder<$rt>;
+        /// A channel to be joined. See [`phx_client::ChannelBuilder`].
+        pub type ChannelBuilder = $crate::ChannelBuilder<$rt>;
+        /// A channel's presence view. See [`phx_client::PresenceView`].
+        pub type PresenceView = $crate::PresenceView<$rt>;
+        /// The driver future, for applications that spawn it themselves.
+        pub type Driver = $crate::Driver<$rt>;
+    };
+}

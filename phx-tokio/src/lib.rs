@@ -54,12 +54,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use phx_client::TlsConnector;
 
-pub use phx_client::{
-    Backoff, ChannelId, CloseReason, ConnectError, Credentials, DisconnectReason, Event, Events,
-    JoinError, Lagged, LeaveError, Message, Messages, Payload, PayloadError, PushError,
-    PushFailure, Reply, SocketClosed, Stats, WebSocketConfig as WsConfig,
-};
-pub use phx_proto as proto;
+phx_client::adapter_api!(Tokio, "tokio");
 
 /// The tokio runtime seam: tokio's clock (so paused test time works), timers, `tokio::spawn`,
 /// and tokio-tungstenite for dialing.
@@ -113,45 +108,29 @@ impl phx_client::Runtime for Tokio {
     }
 }
 
-#[cfg(any(
-    feature = "rustls-tls-webpki-roots",
-    feature = "rustls-tls-native-roots",
-    feature = "native-tls"
-))]
+/// Dials through tokio-tungstenite. Without a TLS feature, `wss://` fails with tungstenite's
+/// "TLS support not compiled in".
 async fn connect(
     request: Request,
     config: WebSocketConfig,
     connector: Option<Connector>,
 ) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, WsError> {
-    let (ws, _response) =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
-            .await?;
+    #[cfg(any(
+        feature = "rustls-tls-webpki-roots",
+        feature = "rustls-tls-native-roots",
+        feature = "native-tls"
+    ))]
+    let dial =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
+    #[cfg(not(any(
+        feature = "rustls-tls-webpki-roots",
+        feature = "rustls-tls-native-roots",
+        feature = "native-tls"
+    )))]
+    let dial = {
+        let _ = connector;
+        tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+    };
+    let (ws, _response) = dial.await?;
     Ok(ws)
 }
-
-/// Without a TLS feature, `wss://` fails with tungstenite's "TLS support not compiled in".
-#[cfg(not(any(
-    feature = "rustls-tls-webpki-roots",
-    feature = "rustls-tls-native-roots",
-    feature = "native-tls"
-)))]
-async fn connect(
-    request: Request,
-    config: WebSocketConfig,
-    _connector: Option<Connector>,
-) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, WsError> {
-    let (ws, _response) =
-        tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
-    Ok(ws)
-}
-
-/// A Phoenix socket on tokio. See [`phx_client::Socket`].
-pub type Socket = phx_client::Socket<Tokio>;
-/// A joined channel on tokio. See [`phx_client::Channel`].
-pub type Channel = phx_client::Channel<Tokio>;
-/// Configures a [`Socket`]. See [`phx_client::Builder`].
-pub type Builder = phx_client::Builder<Tokio>;
-/// A channel to be joined. See [`phx_client::ChannelBuilder`].
-pub type ChannelBuilder = phx_client::ChannelBuilder<Tokio>;
-/// The driver future, for applications that spawn it themselves.
-pub type Driver = phx_client::Driver<Tokio>;

@@ -7,5 +7,6 @@
 pub mod chaos;
 pub mod demo;
 pub mod server;
+pub mod support;
 pub mod tls;
 pub mod traces;

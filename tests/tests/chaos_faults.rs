@@ -3,25 +3,15 @@
 
 mod chaos;
 
-use std::future::Future;
-
 mod tokio_adapter {
     use super::*;
 
-    fn run(scenario: impl Future<Output = ()>) {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
-            .block_on(scenario);
-    }
-
-    chaos_suite!(phx_tokio::Tokio, run);
+    chaos_suite!(phx_tokio::Tokio, phx_tests::support::block_on_tokio);
 }
 
 mod async_std_adapter {
     use super::*;
+    use std::future::Future;
 
     fn run(scenario: impl Future<Output = ()>) {
         async_std::task::block_on(scenario);

@@ -73,14 +73,7 @@ fn run_one<F: Future<Output = chaos::Round>>(
 fn restarts_with_pushes_in_flight_on_both_adapters() {
     run_one(
         "tokio",
-        |f| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime")
-                .block_on(f)
-        },
+        phx_tests::support::block_on_tokio,
         |heap| chaos::restart_run::<phx_tokio::Tokio>(chaos::restarts(), 100, heap),
     );
     run_one("async-std", async_std::task::block_on, |heap| {

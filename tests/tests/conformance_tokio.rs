@@ -2,15 +2,4 @@
 
 mod conformance;
 
-use std::future::Future;
-
-fn run(scenario: impl Future<Output = ()>) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(scenario);
-}
-
-conformance_suite!(phx_tokio::Tokio, run);
+conformance_suite!(phx_tokio::Tokio, phx_tests::support::block_on_tokio);

@@ -3,14 +3,14 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::future::Future;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use phx_client::{Backoff, DisconnectReason, Event, Runtime, Socket};
 use phx_tests::chaos::{ChaosProxy, Fault};
 use phx_tests::server::ServerConfig;
 use phx_tests::server::ws::BackgroundServer;
+pub use phx_tests::support::{sleep, wait_event, within};
 use serde_json::json;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -23,35 +23,8 @@ pub fn restarts() -> u64 {
         .unwrap_or(100)
 }
 
-pub async fn sleep<R: Runtime + Default>(d: Duration) {
-    let rt = R::default();
-    rt.sleep_until(rt.now() + d).await;
-}
 
-pub async fn within<R: Runtime + Default, F: Future>(d: Duration, what: &str, f: F) -> F::Output {
-    futures::select_biased! {
-        out = f.fuse() => out,
-        () = sleep::<R>(d).fuse() => panic!("timed out after {d:?} waiting for {what}"),
-    }
-}
 
-pub async fn wait_event<R: Runtime + Default>(
-    events: &mut phx_client::Events,
-    d: Duration,
-    what: &str,
-    mut pred: impl FnMut(&Event) -> bool,
-) -> Event {
-    within::<R, _>(d, what, async {
-        loop {
-            match events.next().await {
-                Some(Ok(e)) if pred(&e) => return e,
-                Some(_) => {}
-                None => panic!("event stream ended waiting for {what}"),
-            }
-        }
-    })
-    .await
-}
 
 pub fn builder<R: Runtime + Default>(url: &str, heartbeat: Duration) -> phx_client::Builder<R> {
     Socket::<R>::builder(url)

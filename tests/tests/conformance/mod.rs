@@ -9,7 +9,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,6 +20,7 @@ use phx_client::{
 };
 use phx_proto::{ChannelClosed, ChannelError, CloseReason, V1Json};
 use phx_tests::server::ws::BackgroundServer;
+pub use phx_tests::support::{sleep, wait_event, within};
 use phx_tests::server::{ConnectAuth, ServerConfig};
 use serde_json::{Value, json};
 
@@ -29,38 +29,8 @@ const MS: fn(u64) -> Duration = Duration::from_millis;
 /// The bundled test server, on a tokio runtime thread of its own.
 pub type Harness = BackgroundServer;
 
-/// Sleeps on the client's runtime.
-pub async fn sleep<R: Runtime + Default>(d: Duration) {
-    let rt = R::default();
-    rt.sleep_until(rt.now() + d).await;
-}
 
-/// Runs `f`, failing the test if it takes longer than `d`.
-pub async fn within<R: Runtime + Default, F: Future>(d: Duration, what: &str, f: F) -> F::Output {
-    futures::select_biased! {
-        out = f.fuse() => out,
-        () = sleep::<R>(d).fuse() => panic!("timed out after {d:?} waiting for {what}"),
-    }
-}
 
-/// Waits for an event matching `pred`, skipping others.
-pub async fn wait_event<R: Runtime + Default>(
-    events: &mut phx_client::Events,
-    d: Duration,
-    what: &str,
-    mut pred: impl FnMut(&Event) -> bool,
-) -> Event {
-    within::<R, _>(d, what, async {
-        loop {
-            match events.next().await {
-                Some(Ok(e)) if pred(&e) => return e,
-                Some(_) => {}
-                None => panic!("event stream ended waiting for {what}"),
-            }
-        }
-    })
-    .await
-}
 
 fn builder<R: Runtime + Default>(h: &Harness) -> Builder<R> {
     Socket::<R>::builder(&h.url())
