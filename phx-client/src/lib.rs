@@ -49,13 +49,13 @@ pub use tungstenite::protocol::WebSocketConfig;
 #[macro_export]
 macro_rules! adapter_api {
     ($rt:ty, $name:literal) => {
+        pub use $crate::proto;
         pub use $crate::{
             Backoff, ChannelId, CloseReason, ConnectError, Credentials, DisconnectReason, Event,
             Events, JoinError, Lagged, LeaveError, Message, Messages, Payload, PayloadError,
             PresenceChange, PresenceEntry, PresenceEvents, PushError, PushFailure, Reply,
             SocketClosed, Stats, WebSocketConfig as WsConfig,
         };
-        pub use $crate::proto;
 
         #[doc = concat!("A Phoenix socket on ", $name, ". See [`phx_client::Socket`].")]
         pub type Socket = $crate::Socket<$rt>;

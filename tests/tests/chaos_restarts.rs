@@ -71,11 +71,9 @@ fn run_one<F: Future<Output = chaos::Round>>(
 
 #[test]
 fn restarts_with_pushes_in_flight_on_both_adapters() {
-    run_one(
-        "tokio",
-        phx_tests::support::block_on_tokio,
-        |heap| chaos::restart_run::<phx_tokio::Tokio>(chaos::restarts(), 100, heap),
-    );
+    run_one("tokio", phx_tests::support::block_on_tokio, |heap| {
+        chaos::restart_run::<phx_tokio::Tokio>(chaos::restarts(), 100, heap)
+    });
     run_one("async-std", async_std::task::block_on, |heap| {
         chaos::restart_run::<phx_async_std::AsyncStd>(chaos::restarts(), 100, heap)
     });

@@ -23,9 +23,6 @@ pub fn restarts() -> u64 {
         .unwrap_or(100)
 }
 
-
-
-
 pub fn builder<R: Runtime + Default>(url: &str, heartbeat: Duration) -> phx_client::Builder<R> {
     Socket::<R>::builder(url)
         .secret_param("token", "secret")

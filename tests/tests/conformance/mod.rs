@@ -20,17 +20,14 @@ use phx_client::{
 };
 use phx_proto::{ChannelClosed, ChannelError, CloseReason, V1Json};
 use phx_tests::server::ws::BackgroundServer;
-pub use phx_tests::support::{sleep, wait_event, within};
 use phx_tests::server::{ConnectAuth, ServerConfig};
+pub use phx_tests::support::{sleep, wait_event, within};
 use serde_json::{Value, json};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
 /// The bundled test server, on a tokio runtime thread of its own.
 pub type Harness = BackgroundServer;
-
-
-
 
 fn builder<R: Runtime + Default>(h: &Harness) -> Builder<R> {
     Socket::<R>::builder(&h.url())
