@@ -27,6 +27,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (proptest::collection::vec(any::<u8>(), 0..24), any::<bool>())
             .prop_map(|(bytes, binary)| Op::Garbage { bytes, binary }),
         1 => any::<u8>().prop_map(Op::SetParam),
+        3 => (any::<u8>(), any::<bool>(), any::<u8>(), any::<u8>())
+            .prop_map(|(topic, state, joins, leaves)| Op::Presence { topic, state, joins, leaves }),
     ]
 }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use phx_proto::{
-    Backoff, ChannelId, ChannelState, CloseReason, Config, ConnectionId, Event, Frame, Message,
-    Payload, PushRef, ServerSerializer, Socket, Transmit, V2Json,
+    Backoff, ChannelId, ChannelState, CloseReason, Config, ConnectionId, Event, Frame, JoinOptions,
+    Message, Payload, PushRef, ServerSerializer, Socket, Transmit, V2Json,
 };
 
 const TOPICS: [&str; 4] = ["room:0", "room:1", "room:2", "room:3"];
@@ -69,6 +69,14 @@ pub enum Op {
         binary: bool,
     },
     SetParam(u8),
+    /// Presence on a topic (room:2 and room:3 track it): a full state (with the current join
+    /// ref) or a diff (null join ref), over keys and metas picked by the bits.
+    Presence {
+        topic: u8,
+        state: bool,
+        joins: u8,
+        leaves: u8,
+    },
 }
 
 /// The run's state and the guarantees it checks.
@@ -191,7 +199,15 @@ impl Driver {
             Op::Join(i) => {
                 let topic = TOPICS[usize::from(*i) % 4];
                 let before = self.socket.channel_by_topic(topic);
-                match self.socket.join(now, topic, Payload::empty()) {
+                let options = if usize::from(*i) % 4 >= 2 {
+                    JoinOptions::default().presence()
+                } else {
+                    JoinOptions::default()
+                };
+                match self
+                    .socket
+                    .join_with_options(now, topic, Payload::empty(), options)
+                {
                     Ok(id) => {
                         if before.is_some() {
                             return Err(format!("second live channel for {topic}"));
@@ -316,6 +332,47 @@ impl Driver {
                 }
             }
             Op::SetParam(v) => self.socket.set_param("v", &v.to_string()),
+            Op::Presence {
+                topic,
+                state,
+                joins,
+                leaves,
+            } => {
+                let topic = TOPICS[usize::from(*topic) % 4];
+                // Keys k0..k3, each with metas whose phx_ref is picked by the bits.
+                let entries = |bits: u8| {
+                    let mut obj = serde_json::Map::new();
+                    for k in 0..4u8 {
+                        if bits & (1 << k) != 0 {
+                            let r = format!("r{}", (bits >> 4) ^ k);
+                            obj.insert(
+                                format!("k{k}"),
+                                serde_json::json!({"metas": [{"phx_ref": r}]}),
+                            );
+                        }
+                    }
+                    serde_json::Value::Object(obj)
+                };
+                let (event, payload, join_ref) = if *state {
+                    (
+                        "presence_state",
+                        entries(*joins),
+                        self.pick_join_ref(topic, false),
+                    )
+                } else {
+                    let diff =
+                        serde_json::json!({"joins": entries(*joins), "leaves": entries(*leaves)});
+                    ("presence_diff", diff, None)
+                };
+                let msg = Message::new(
+                    join_ref.map(|j| j.as_str().into()),
+                    None,
+                    topic,
+                    event,
+                    Payload::json(&payload).unwrap(),
+                );
+                self.server_frame(&msg)?;
+            }
         }
         self.drain()
     }
@@ -462,6 +519,11 @@ impl Driver {
             Event::Message { channel, .. } if !self.joined.contains(&channel) => {
                 return Err(format!(
                     "message delivered to {channel} before its join reply"
+                ));
+            }
+            Event::Presence { channel, .. } if !self.joined.contains(&channel) => {
+                return Err(format!(
+                    "presence change on {channel} before its join reply"
                 ));
             }
             Event::ChannelErrored { channel, .. } => {
