@@ -161,6 +161,9 @@ pub async fn blackhole_is_detected_within_two_heartbeats<R: Runtime + Default>()
     })
     .await;
     let detected = rt.now() - started;
+    println!(
+        "half-open link detected {detected:?} after the blackhole began (interval {interval:?})"
+    );
     assert!(
         detected <= 2 * interval + MS(100),
         "half-open link detected after {detected:?} (> 2 x {interval:?})"

@@ -199,6 +199,7 @@ pub async fn detects_a_missed_heartbeat<R: Runtime + Default>() {
     })
     .await;
     let detected = rt.now() - stopped;
+    println!("missed heartbeat detected {detected:?} after replies stopped (interval 300ms)");
     assert!(
         detected <= MS(2 * 300 + 150),
         "detected after {detected:?}, more than two intervals"
