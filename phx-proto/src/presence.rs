@@ -4,7 +4,10 @@
 //! the channel's current join ref, and yields [`PresenceChange`]s. The rules are the official
 //! client's:
 //! - a diff that arrives before the first state of the current join is held, and applied after
-//!   that state (in arrival order);
+//!   that state (in arrival order); diffs still held from an earlier join are dropped instead
+//!   (phoenix.js replays them too): the new state already covers them, and the leave that may
+//!   have followed one of them was sent while this channel was not subscribed, so replaying it
+//!   would bring back someone who is gone;
 //! - a state replaces the view, reported as the joins and leaves that turn the old view into
 //!   the new one (so a rejoin after an outage reports who came and went meanwhile);
 //! - in a diff, joins are applied before leaves (an update is a join and a leave of the same key
@@ -147,7 +150,8 @@ type Diff = (
 pub struct Presence {
     events: PresenceEvents,
     state: BTreeMap<String, PresenceEntry>,
-    pending: VecDeque<Diff>,
+    /// Diffs waiting for a state, each with the join ref it arrived under.
+    pending: VecDeque<(Option<String>, Diff)>,
     state_join_ref: Option<String>,
     changes: VecDeque<PresenceChange>,
 }
@@ -192,15 +196,17 @@ impl Presence {
             let state = parse_state(payload, "state")?;
             self.state_join_ref = join_ref.map(str::to_owned);
             self.sync_state(state);
-            for (joins, leaves) in std::mem::take(&mut self.pending) {
-                self.sync_diff(joins, leaves);
+            for (held_under, (joins, leaves)) in std::mem::take(&mut self.pending) {
+                if held_under.as_deref() == join_ref {
+                    self.sync_diff(joins, leaves);
+                }
             }
             self.changes.push_back(PresenceChange::Sync);
             Ok(true)
         } else if event == self.events.diff {
             let diff = parse_diff(payload)?;
             if self.is_pending(join_ref) {
-                self.pending.push_back(diff);
+                self.pending.push_back((join_ref.map(str::to_owned), diff));
                 if self.pending.len() > MAX_PENDING_DIFFS {
                     let dropped = self.pending.len() - MAX_PENDING_DIFFS;
                     self.pending.drain(..dropped);

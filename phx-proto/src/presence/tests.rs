@@ -66,6 +66,23 @@ fn the_recorded_sequence_with_a_diff_before_the_state() {
 }
 
 #[test]
+fn diffs_held_under_an_earlier_join_do_not_outlive_the_next_state() {
+    // Join "5": alice's own join diff arrives, then the connection dies before the state. The
+    // server drops that meta (A1) and tells the subscribers it still has, not this channel.
+    // Rejoin "9": the new meta A2, then the state, which has A2 only.
+    let mut p = Presence::new(PresenceEvents::default());
+    let diff = |r: &str| payload(json!({"joins": {"alice": {"metas": [meta(r)]}}, "leaves": {}}));
+    p.handle("presence_diff", &diff("A1"), Some("5")).unwrap();
+    p.handle("presence_diff", &diff("A2"), Some("9")).unwrap();
+    assert_eq!(p.pending_diffs(), 2);
+    let state = json!({"alice": {"metas": [meta("A2")]}});
+    p.handle("presence_state", &payload(state), Some("9"))
+        .unwrap();
+    assert_eq!(keys(&p), [("alice".to_owned(), vec!["A2".to_owned()])]);
+    assert_eq!(p.pending_diffs(), 0);
+}
+
+#[test]
 fn an_update_joins_before_it_leaves_so_the_key_never_disappears() {
     let mut p = Presence::new(PresenceEvents::default());
     p.handle(
