@@ -7,6 +7,7 @@
 pub mod chaos;
 pub mod demo;
 pub mod server;
+pub mod sim;
 pub mod support;
 pub mod tls;
 pub mod traces;
