@@ -1,0 +1,751 @@
+//! `phx-bench`: starts the bench server in its own process, runs every workload in a child
+//! process (raw WebSocket baselines, phx-tokio, phx-async-std, phoenix.js under node, the other
+//! Rust clients), prints the tables and writes `BENCHMARKS.md` with an SVG chart.
+//!
+//! `cargo run --release -p phx-bench` (about five minutes), or `-- --quick` for a smoke run.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use phx_bench::report::{self, Lat, LatRow, Outcome, Rate, RecvRow, Run, Scale};
+use phx_bench::{print_result, workers};
+use serde_json::Value;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Benchmarks phx against the raw WebSocket limit, phoenix.js and other Rust clients"
+)]
+struct Cli {
+    #[command(subcommand)]
+    worker: Option<Worker>,
+    /// Broadcasts per receive-throughput measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    frames: u64,
+    /// Pushes per latency measurement.
+    #[arg(long, default_value_t = 100_000)]
+    pushes: u64,
+    /// Pushes outstanding in the concurrent latency measurement.
+    #[arg(long, default_value_t = 100)]
+    inflight: usize,
+    /// Channels joined on one socket (scale).
+    #[arg(long, default_value_t = 10_000)]
+    channels: usize,
+    /// Sockets opened in one process (scale).
+    #[arg(long, default_value_t = 10_000)]
+    sockets: usize,
+    /// WebSocket read buffer of each socket in the sockets workload, in bytes (0: phx's
+    /// default).
+    #[arg(long, default_value_t = 0)]
+    read_buffer: usize,
+    /// Whole-suite runs, each reported.
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
+    /// Repeats of each throughput measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// A smoke run: 100k frames, 10k pushes, 1,000 channels and sockets, one run, nothing
+    /// written unless --out is given.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the report (default: BENCHMARKS.md at the workspace root; not with
+    /// --quick).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print only; write nothing.
+    #[arg(long)]
+    no_write: bool,
+    /// Only these sections: recv, latency, scale (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Only these clients in the receive and latency sections (labels: a, a', b, c, d, e1,
+    /// e2, echo; comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    clients: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Worker {
+    /// Runs one workload (used by the orchestrator).
+    #[command(hide = true)]
+    Worker {
+        kind: String,
+        url: String,
+        n: u64,
+        #[arg(long)]
+        binary: bool,
+        #[arg(long, default_value_t = 1)]
+        inflight: usize,
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+    },
+}
+
+fn run_worker(kind: &str, url: &str, n: u64, binary: bool, inflight: usize, channels: usize) {
+    use phx_async_std::AsyncStd;
+    use phx_tokio::Tokio;
+    let tokio_rt = || tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = match kind {
+        "raw" => tokio_rt().block_on(workers::raw_recv(url, n, binary, false)),
+        "raw-decode" => tokio_rt().block_on(workers::raw_recv(url, n, binary, true)),
+        "phx-tokio" => tokio_rt().block_on(workers::phx_recv::<Tokio>(url, n, binary, channels)),
+        "phx-async-std" => {
+            async_std::task::block_on(workers::phx_recv::<AsyncStd>(url, n, binary, channels))
+        }
+        "echo-latency" => tokio_rt().block_on(workers::raw_echo_latency(url, n, inflight)),
+        "phx-tokio-latency" => tokio_rt().block_on(workers::phx_latency::<Tokio>(url, n, inflight)),
+        "phx-async-std-latency" => {
+            async_std::task::block_on(workers::phx_latency::<AsyncStd>(url, n, inflight))
+        }
+        other => Err(format!("unknown worker {other}").into()),
+    };
+    print_result(result);
+    std::process::exit(0);
+}
+
+/// Paths of everything the orchestrator runs.
+struct Env {
+    root: PathBuf,
+    bin_dir: PathBuf,
+    others: Result<PathBuf, String>,
+    js: Result<(), String>,
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// The last lines of a failed command's output that say what went wrong.
+fn error_summary(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    let first_error = lines
+        .iter()
+        .position(|l| l.starts_with("error"))
+        .unwrap_or(lines.len().saturating_sub(8));
+    lines[first_error..]
+        .iter()
+        .take(6)
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn prepare(cli: &Cli) -> Env {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let exe = std::env::current_exe().expect("current exe");
+    let bin_dir = exe.parent().expect("bin dir").to_path_buf();
+    eprintln!("building the bench binaries…");
+    let status = Command::new(cargo())
+        .args(["build", "--release", "-p", "phx-bench", "--bins"])
+        .current_dir(&root)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("could not build phx-bench's binaries");
+        std::process::exit(1);
+    }
+    let wants = |id: &str| cli.clients.is_empty() || cli.clients.iter().any(|c| c == id);
+    let others = if wants("e1") || wants("e2") {
+        eprintln!("building the other Rust clients (bench/others)…");
+        let target = bin_dir
+            .parent()
+            .map_or_else(|| root.join("target"), Path::to_path_buf)
+            .join("others");
+        let out = Command::new(cargo())
+            .args(["build", "--release"])
+            .current_dir(root.join("bench/others"))
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Ok(target.join("release/phx-bench-others")),
+            Ok(o) => Err(error_summary(&String::from_utf8_lossy(&o.stderr))),
+            Err(e) => Err(format!("cargo: {e}")),
+        }
+    } else {
+        Err("not selected".into())
+    };
+    let js = if wants("d") {
+        eprintln!("installing phoenix.js (tests/js/install.sh)…");
+        match Command::new("bash")
+            .arg(root.join("tests/js/install.sh"))
+            .output()
+        {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(error_summary(&String::from_utf8_lossy(&o.stderr))),
+            Err(e) => Err(format!("bash: {e}")),
+        }
+    } else {
+        Err("not selected".into())
+    };
+    Env {
+        root,
+        bin_dir,
+        others,
+        js,
+    }
+}
+
+/// Runs a child to completion (or `timeout`) and returns its `RESULT` figures.
+fn run_child(mut cmd: Command, timeout: Duration) -> Outcome<Value> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn: {e}"))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let timed_out = loop {
+        if child.try_wait().ok().flatten().is_some() {
+            break false;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    for line in out.lines() {
+        if let Some(json) = line.strip_prefix("RESULT ") {
+            return serde_json::from_str(json).map_err(|e| format!("bad result: {e}"));
+        }
+        if let Some(e) = line.strip_prefix("ERROR ") {
+            return Err(e.to_owned());
+        }
+    }
+    if timed_out {
+        return Err(format!("no result within {} s", timeout.as_secs()));
+    }
+    Err(format!("no result; {}", error_summary(&err)))
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(bin_dir: &Path) -> Self {
+        let mut child = Command::new(bin_dir.join("phx-bench-server"))
+            .arg("0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start phx-bench-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("server output");
+        let port = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .and_then(|p| p.parse().ok())
+            .expect("LISTENING <port>");
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/socket", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+struct Bench<'a> {
+    cli: &'a Cli,
+    env: &'a Env,
+    url: String,
+}
+
+impl Bench<'_> {
+    fn wants(&self, id: &str) -> bool {
+        self.cli.clients.is_empty() || self.cli.clients.iter().any(|c| c == id)
+    }
+
+    fn section(&self, name: &str) -> bool {
+        self.cli.only.is_empty() || self.cli.only.iter().any(|c| c == name)
+    }
+
+    fn worker(&self, kind: &str, n: u64, extra: &[String]) -> Command {
+        // Not current_exe(): the build in `prepare` may have replaced this very binary.
+        let mut cmd = Command::new(self.env.bin_dir.join("phx-bench"));
+        cmd.args(["worker", kind, &self.url, &n.to_string()])
+            .args(extra);
+        cmd
+    }
+
+    fn node(&self, args: &[String]) -> Command {
+        let mut cmd = Command::new("node");
+        cmd.arg(self.env.root.join("bench/js/bench.js"))
+            .args(args)
+            .env("NODE_PATH", self.env.root.join("tests/js/node_modules"));
+        cmd
+    }
+
+    /// The receive command for client `id`, or why it cannot run.
+    fn recv_command(&self, id: &str, binary: bool, channels: usize) -> Outcome<Command> {
+        let n = self.cli.frames;
+        let mut extra = vec![format!("--channels={channels}")];
+        if binary {
+            extra.push("--binary".into());
+        }
+        Ok(match id {
+            "a" => self.worker("raw", n, &extra),
+            "a'" => self.worker("raw-decode", n, &extra),
+            "b" => self.worker("phx-tokio", n, &extra),
+            "c" => self.worker("phx-async-std", n, &extra),
+            "d" => {
+                self.env.js.clone()?;
+                self.node(&[
+                    "recv".into(),
+                    self.url.clone(),
+                    n.to_string(),
+                    if binary { "1" } else { "0" }.into(),
+                ])
+            }
+            "e1" | "e2" => {
+                let bin = self
+                    .env
+                    .others
+                    .clone()
+                    .map_err(|e| format!("did not build: {e}"))?;
+                let mut cmd = Command::new(bin);
+                cmd.args([
+                    if id == "e1" { "pcc" } else { "phyllo" },
+                    &self.url,
+                    &n.to_string(),
+                    if binary { "1" } else { "0" },
+                ]);
+                cmd
+            }
+            _ => return Err(format!("unknown client {id}")),
+        })
+    }
+
+    /// The median of `repeat` receive runs.
+    fn recv(&self, id: &str, binary: bool, channels: usize) -> Outcome<Rate> {
+        let mut rates = Vec::new();
+        for _ in 0..self.cli.repeat.max(1) {
+            let v = run_child(
+                self.recv_command(id, binary, channels)?,
+                Duration::from_secs(300),
+            )?;
+            let frames = v["frames"].as_u64().unwrap_or(0);
+            let lagged = v["lagged"].as_u64().unwrap_or(0);
+            let secs = v["secs"].as_f64().unwrap_or(f64::NAN);
+            if frames + lagged < self.cli.frames {
+                return Err(format!("only {frames} of {} frames", self.cli.frames));
+            }
+            rates.push(Rate {
+                fps: frames as f64 / secs,
+                lagged,
+            });
+        }
+        rates.sort_by(|a, b| a.fps.total_cmp(&b.fps));
+        let median = rates[rates.len() / 2];
+        eprintln!(
+            "  recv ({id}) {} channels={channels}: {:.0} frames/s",
+            if binary { "binary" } else { "json" },
+            median.fps
+        );
+        Ok(median)
+    }
+
+    fn latency(&self, id: &str, inflight: usize) -> Outcome<Lat> {
+        let n = self.cli.pushes;
+        let extra = [format!("--inflight={inflight}")];
+        let cmd = match id {
+            "echo" => self.worker("echo-latency", n, &extra),
+            "b" => self.worker("phx-tokio-latency", n, &extra),
+            "c" => self.worker("phx-async-std-latency", n, &extra),
+            "d" => {
+                self.env.js.clone()?;
+                self.node(&[
+                    "latency".into(),
+                    self.url.clone(),
+                    n.to_string(),
+                    inflight.to_string(),
+                ])
+            }
+            _ => return Err(format!("unknown client {id}")),
+        };
+        let v = run_child(cmd, Duration::from_secs(600))?;
+        let lat = Lat {
+            p50: v["p50_us"].as_f64().unwrap_or(f64::NAN),
+            p99: v["p99_us"].as_f64().unwrap_or(f64::NAN),
+            p999: v["p999_us"].as_f64().unwrap_or(f64::NAN),
+        };
+        eprintln!(
+            "  latency ({id}) inflight={inflight}: p50 {:.1} p99 {:.1} p99.9 {:.1} µs",
+            lat.p50, lat.p99, lat.p999
+        );
+        Ok(lat)
+    }
+
+    fn scale_child(&self, args: &[String]) -> Outcome<Value> {
+        // 10,000 sockets need as many descriptors: raise the soft limit for the child.
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg("ulimit -n $(ulimit -Hn) 2>/dev/null; exec \"$@\"")
+            .arg("phx-bench-scale")
+            .arg(self.env.bin_dir.join("phx-bench-scale"))
+            .args(args);
+        run_child(cmd, Duration::from_secs(300))
+    }
+
+    fn run(&self) -> Run {
+        let start = Instant::now();
+        let load_start = load_average();
+        let skipped = || Err::<Rate, String>("not run".into());
+        let names = [
+            ("a", "raw tokio-tungstenite read loop (framing limit)"),
+            ("a'", "raw loop + cheapest V2 envelope decode"),
+            ("b", "phx-tokio"),
+            ("c", "phx-async-std"),
+            ("d", "phoenix.js 1.8.16 (node)"),
+            ("e1", "phoenix_channels_client 0.1.2"),
+            ("e2", "phyllo 0.3.0"),
+        ];
+        let mut recv = Vec::new();
+        if self.section("recv") {
+            for (id, name) in names {
+                if !self.wants(id) {
+                    continue;
+                }
+                recv.push(RecvRow {
+                    id: id.into(),
+                    name: name.into(),
+                    json: self.recv(id, false, 1),
+                    binary: self.recv(id, true, 1),
+                });
+            }
+        }
+        let mut lat = Vec::new();
+        if self.section("latency") {
+            let names = [
+                ("echo", "raw WebSocket echo (tokio-tungstenite)"),
+                ("b", "phx-tokio"),
+                ("c", "phx-async-std"),
+                ("d", "phoenix.js 1.8.16 (node)"),
+            ];
+            for (id, name) in names {
+                if !self.wants(id) {
+                    continue;
+                }
+                lat.push(LatRow {
+                    id: id.into(),
+                    name: name.into(),
+                    seq: self.latency(id, 1),
+                    par: self.latency(id, self.cli.inflight),
+                });
+            }
+        }
+        let mut scale = Scale {
+            channels: self.cli.channels,
+            join: Err("not run".into()),
+            route: (skipped(), skipped()),
+            sockets: self.cli.sockets,
+            per_socket: Err("not run".into()),
+        };
+        if self.section("scale") {
+            scale.join = self
+                .scale_child(&[
+                    "channels".into(),
+                    self.url.clone(),
+                    self.cli.channels.to_string(),
+                ])
+                .map(|v| {
+                    (
+                        v["secs"].as_f64().unwrap_or(f64::NAN),
+                        v["heap_per_channel"].as_f64().unwrap_or(f64::NAN),
+                    )
+                });
+            eprintln!("  join: {:?}", scale.join);
+            scale.route = (
+                self.recv("b", false, 1),
+                self.recv("b", false, self.cli.channels),
+            );
+            scale.per_socket = self
+                .scale_child(&[
+                    "sockets".into(),
+                    self.url.clone(),
+                    self.cli.sockets.to_string(),
+                    self.cli.read_buffer.to_string(),
+                ])
+                .map(|v| {
+                    (
+                        v["rss_per_socket"].as_f64().unwrap_or(f64::NAN),
+                        v["heap_per_socket"].as_f64().unwrap_or(f64::NAN),
+                        v["read_buffer"].as_u64().unwrap_or(0) as usize,
+                    )
+                });
+            eprintln!("  sockets: {:?}", scale.per_socket);
+        }
+        Run {
+            recv,
+            lat,
+            scale,
+            inflight: self.cli.inflight,
+            load: (load_start, load_average()),
+            secs: start.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+fn first_line_of(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_owned))
+        .unwrap_or_else(|| format!("{cmd}: not found"))
+}
+
+/// `name version` of the packages in a Cargo.lock.
+fn lock_versions(lock: &Path, names: &[&str]) -> Vec<String> {
+    let text = std::fs::read_to_string(lock).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut name = None;
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = Some(n.trim_matches('"').to_owned());
+        } else if let Some(v) = line.strip_prefix("version = ")
+            && let Some(n) = name.take()
+            && names.contains(&n.as_str())
+        {
+            out.push(format!("{n} {}", v.trim_matches('"')));
+        }
+    }
+    out
+}
+
+fn npm_versions(lock: &Path, names: &[&str]) -> Vec<String> {
+    let text = std::fs::read_to_string(lock).unwrap_or_default();
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    names
+        .iter()
+        .filter_map(|n| {
+            v["packages"][format!("node_modules/{n}")]["version"]
+                .as_str()
+                .map(|ver| format!("{n} {ver}"))
+        })
+        .collect()
+}
+
+fn machine(env: &Env) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|s| s.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "?".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or("?".into(), |kb| format!("{:.0} GiB", kb as f64 / 1048576.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut versions = lock_versions(
+        &env.root.join("Cargo.lock"),
+        &[
+            "tokio",
+            "tokio-tungstenite",
+            "tungstenite",
+            "async-std",
+            "async-tungstenite",
+        ],
+    );
+    versions.sort();
+    versions.dedup();
+    let mut others = lock_versions(
+        &env.root.join("bench/others/Cargo.lock"),
+        &["phoenix_channels_client", "phyllo", "tokio-tungstenite"],
+    );
+    others.sort();
+    others.dedup();
+    let js = npm_versions(
+        &env.root.join("tests/js/package-lock.json"),
+        &["phoenix", "ws"],
+    );
+    format!(
+        "- CPU: {cpu}, {cores} cores, {mem} memory; Linux {}\n- {}; node {}\n\
+         - phx {} with {}\n- phoenix.js: {}\n- other Rust clients (bench/others/Cargo.lock): {}\n",
+        kernel.trim(),
+        first_line_of("rustc", &["-V"]),
+        first_line_of("node", &["--version"]),
+        env!("CARGO_PKG_VERSION"),
+        versions.join(", "),
+        js.join(", "),
+        if others.is_empty() {
+            "not built".into()
+        } else {
+            others.join(", ")
+        },
+    )
+}
+
+fn command_line(cli: &Cli) -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let _ = cli;
+    if args.is_empty() {
+        "cargo run --release -p phx-bench".into()
+    } else {
+        format!("cargo run --release -p phx-bench -- {}", args.join(" "))
+    }
+}
+
+fn main() {
+    let mut cli = Cli::parse();
+    if let Some(Worker::Worker {
+        kind,
+        url,
+        n,
+        binary,
+        inflight,
+        channels,
+    }) = &cli.worker
+    {
+        run_worker(kind, url, *n, *binary, *inflight, *channels);
+    }
+    if cli.quick {
+        cli.frames = cli.frames.min(100_000);
+        cli.pushes = cli.pushes.min(10_000);
+        cli.channels = cli.channels.min(1_000);
+        cli.sockets = cli.sockets.min(1_000);
+        cli.runs = 1;
+    }
+    let env = prepare(&cli);
+    let server = Server::start(&env.bin_dir);
+    let bench = Bench {
+        cli: &cli,
+        env: &env,
+        url: server.url(),
+    };
+    eprintln!("load average before: {}", load_average());
+    let mut runs = Vec::new();
+    for i in 1..=cli.runs {
+        eprintln!("== run {i} of {}", cli.runs);
+        let run = bench.run();
+        print_run(i, &run);
+        runs.push(run);
+    }
+    drop(server);
+    let write = !cli.no_write && (!cli.quick || cli.out.is_some());
+    if write {
+        let out = cli
+            .out
+            .clone()
+            .unwrap_or_else(|| env.root.join("BENCHMARKS.md"));
+        let chart_dir = out.parent().unwrap_or(Path::new(".")).join("bench/results");
+        let _ = std::fs::create_dir_all(&chart_dir);
+        let mut md = markdown_head(&cli, &env);
+        for (i, run) in runs.iter().enumerate() {
+            let chart = format!("throughput-run{}.svg", i + 1);
+            let title = format!(
+                "Receive throughput, {} broadcasts of ~100 B (run {})",
+                cli.frames,
+                i + 1
+            );
+            let _ = std::fs::write(chart_dir.join(&chart), report::svg_chart(run, &title));
+            md.push_str(&run_markdown(i + 1, run, &format!("bench/results/{chart}")));
+        }
+        std::fs::write(&out, md).expect("write the report");
+        eprintln!("wrote {}", out.display());
+    }
+}
+
+fn print_run(i: usize, run: &Run) {
+    println!(
+        "\n== run {i}: {:.0} s, load average {} → {}\n",
+        run.secs, run.load.0, run.load.1
+    );
+    println!("{}", report::recv_table(run));
+    println!("{}", report::lat_table(run));
+    println!("{}", report::scale_table(run));
+    println!("{}", report::checks_table(run));
+}
+
+fn markdown_head(cli: &Cli, env: &Env) -> String {
+    format!(
+        "# Benchmarks\n\n\
+         Written by `phx-bench` (the `bench/` crate); every figure below comes from the run it \
+         describes. Re-run with:\n\n```sh\n{}\n```\n\n\
+         ## Machine and versions\n\n{}\n\
+         ## Workloads\n\n\
+         The bench server (`phx-bench-server`) runs in its own process on one runtime thread. \
+         A flood writes one buffer of {} pre-encoded WebSocket frames (built once) to the TCP \
+         stream again and again, so the server is never the client's bottleneck. Every client \
+         runs in a process of its own, on its runtime's default (multi-threaded) scheduler.\n\n\
+         - **Receive throughput**: the client joins `bench:0` and asks for {} broadcasts \
+         (event `msg`, a {}-byte JSON payload, or 100 bytes in a V2 binary frame); the time \
+         from the request to the last broadcast read; median of {} repeats. (a) only counts \
+         WebSocket frames; (a') also decodes every envelope (borrowed topic and event, payload \
+         left as raw JSON, its end found by a structural skip); phx reads `channel.messages()` \
+         and each payload's bytes; the other clients use their own subscription API. A client \
+         that drops messages (a full queue) shows the count as lagged.\n\
+         - **Latency**: {} `ping` pushes answered by the server with the payload, one at a \
+         time and {} in flight; the raw baseline sends the same frame to an echo endpoint.\n\
+         - **Scale**: {} channels joined on one socket (all joins issued at once; heap counted \
+         by a counting allocator, channel handles held); receive throughput with that many \
+         channels joined against one; {} phx-tokio sockets with one channel each in one process \
+         (RSS from /proc/self/status).\n\n",
+        command_line(cli),
+        machine(env),
+        phx_bench::server::FLOOD_CHUNK,
+        cli.frames,
+        phx_bench::server::FLOOD_JSON.len(),
+        cli.repeat,
+        cli.pushes,
+        cli.inflight,
+        cli.channels,
+        cli.sockets,
+    )
+}
+
+fn run_markdown(i: usize, run: &Run, chart: &str) -> String {
+    format!(
+        "## Run {i}\n\n{:.0} s; load average {} at the start, {} at the end.\n\n\
+         ### Receive throughput\n\n![receive throughput, run {i}]({chart})\n\n{}\n\
+         ### Push → reply latency\n\n{}\n### Scale\n\n{}\n### Targets\n\n{}\n",
+        run.secs,
+        run.load.0,
+        run.load.1,
+        report::recv_table(run),
+        report::lat_table(run),
+        report::scale_table(run),
+        report::checks_table(run),
+    )
+}
