@@ -97,8 +97,9 @@ fn same_seed_gives_the_same_transcript_byte_for_byte() {
         let ra = a.run_plan();
         let rb = b.run_plan();
         assert_eq!(ra, rb);
+        assert!(ra.is_ok(), "{ra:?}");
         let (ta, tb) = (a.take_transcript().unwrap(), b.take_transcript().unwrap());
-        assert!(ta.lines().count() > 500, "a short run: {ta}");
+        assert!(ta.lines().count() > 200, "a short run: {ta}");
         assert!(ta.contains("chaos") && ta.contains("> n") && ta.contains("event "));
         if ta != tb {
             let line = ta.lines().zip(tb.lines()).position(|(x, y)| x != y);

@@ -532,7 +532,14 @@ impl Sim {
                 }
                 match p.packet {
                     Packet::Connect(req) => {
-                        note!(self, "srv", "< n{} upgrade {}", id.0, req.target);
+                        note!(
+                            self,
+                            "srv",
+                            "< n{} upgrade {} protocols {:?}",
+                            id.0,
+                            req.target,
+                            req.protocols
+                        );
                         match self.server.handle_connect(now, id, &req) {
                             Ok(_) => {
                                 note!(self, "srv", "> n{} 101 upgraded", id.0);

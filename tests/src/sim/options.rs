@@ -40,6 +40,9 @@ pub struct ClientParams {
     pub send_buffer_capacity: usize,
     /// Most pushes pending at once.
     pub max_pending_pushes: usize,
+    /// Send the token in `Sec-WebSocket-Protocol` (Phoenix 1.8's `auth_token`) rather than in
+    /// a `token` connect param.
+    pub auth_token: bool,
     /// Seed of the socket's jitter PRNG.
     pub rng_seed: u64,
     /// Topics this client's user is interested in (the workload joins and leaves them).
@@ -61,6 +64,7 @@ impl Default for ClientParams {
             reconnect_on_normal_close: false,
             send_buffer_capacity: 64,
             max_pending_pushes: 256,
+            auth_token: false,
             rng_seed: 0,
             topics: TOPICS.iter().map(|t| (*t).to_owned()).collect(),
             user: USERS[0].to_owned(),
@@ -69,11 +73,16 @@ impl Default for ClientParams {
 }
 
 impl ClientParams {
-    /// The socket configuration: endpoint `ws://phx.sim/socket` with `token=secret`.
+    /// The socket configuration: endpoint `ws://phx.sim/socket`, token `secret` (as a param or
+    /// as the auth token).
     pub fn config(&self) -> Config {
-        let mut b = Config::builder("ws://phx.sim/socket")
-            .expect("a valid endpoint")
-            .param("token", "secret")
+        let mut b = Config::builder("ws://phx.sim/socket").expect("a valid endpoint");
+        b = if self.auth_token {
+            b.auth_token("secret")
+        } else {
+            b.param("token", "secret")
+        };
+        b = b
             .heartbeat_interval(self.heartbeat_interval)
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
@@ -141,6 +150,7 @@ impl ClientParams {
             reconnect_on_normal_close: rng.chance(0.5),
             send_buffer_capacity: *rng.pick(&[2, 8, 64]),
             max_pending_pushes: *rng.pick(&[6, 16, 256]),
+            auth_token: rng.chance(0.3),
             rng_seed: rng.u64(),
             topics,
             user: rng.pick(&USERS).to_string(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use phx_proto::{ChannelState, ConnectionId};
 use serde_json::Value;
 
-use super::harness::{Failure, Sim, u};
+use super::harness::{Failure, Sim};
 use super::transcript::note;
 use crate::server::ServerConfig;
 
@@ -54,9 +54,7 @@ impl Sim {
         for i in 0..self.clients.len() {
             self.clients[i].next_op = None;
             if self.clients[i].token_expired {
-                self.clients[i].token_expired = false;
-                self.clients[i].socket.set_param("token", "secret");
-                note!(self, u(i), "set_param token=secret");
+                self.set_token(i, false)?;
             }
             if self.clients[i].user_disconnected {
                 self.cmd_connect(i)?;

@@ -249,15 +249,28 @@ impl Sim {
         self.guard(|s| s.cmd_leave(i, channel))
     }
 
+    /// Client `i`'s credentials expire (the server then refuses it with 403) or are renewed,
+    /// in a connect param or in the auth token, as the client sends them.
+    pub(super) fn set_token(&mut self, i: usize, expired: bool) -> Result<(), String> {
+        let cl = &mut self.clients[i];
+        cl.token_expired = expired;
+        let token = if expired { "expired" } else { "secret" };
+        if cl.params.auth_token {
+            cl.socket.set_auth_token(Some(token.to_owned()));
+            note!(self, u(i), "set_auth_token {token}");
+        } else {
+            cl.socket.set_param("token", token);
+            note!(self, u(i), "set_param token={token}");
+        }
+        self.after_client(i, Cause::Command("set_token"))
+    }
+
     pub(super) fn work(&mut self, i: usize) -> Result<(), String> {
         if self.clients[i].user_disconnected && self.rng_work.chance(0.3) {
             return self.cmd_connect(i);
         }
         if self.clients[i].token_expired && self.rng_work.chance(0.1) {
-            self.clients[i].token_expired = false;
-            self.clients[i].socket.set_param("token", "secret");
-            note!(self, u(i), "set_param token=secret");
-            return self.after_client(i, Cause::Command("set_param"));
+            return self.set_token(i, false);
         }
         let op = self.rng_work.weighted(&[
             (20, Op::Join),
@@ -337,16 +350,8 @@ impl Sim {
                 self.after_client(i, Cause::Command("set_param"))
             }
             Op::Token => {
-                let cl = &mut self.clients[i];
-                cl.token_expired = !cl.token_expired;
-                let token = if cl.token_expired {
-                    "expired"
-                } else {
-                    "secret"
-                };
-                cl.socket.set_param("token", token);
-                note!(self, u(i), "set_param token={token}");
-                self.after_client(i, Cause::Command("set_param"))
+                let expired = !self.clients[i].token_expired;
+                self.set_token(i, expired)
             }
             Op::JoinParams => {
                 let Some((id, topic, _)) =
