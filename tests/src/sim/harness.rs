@@ -3,9 +3,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use phx_proto::{
-    CloseReason, DisconnectReason, Event, Serializer, Socket, SocketState, Transmit, V2Json,
-};
+use phx_proto::{CloseReason, DisconnectReason, Event, Socket, SocketState, Transmit};
 
 use super::clock::{Clock, Elapsed};
 use super::hostile;
@@ -624,7 +622,7 @@ impl Sim {
                     }
                     Packet::Frame(f) => {
                         note!(self, c(i), "< n{} {}", id.0, transcript::frame(&f));
-                        let msg = V2Json.decode(&f).ok();
+                        let msg = self.clients[i].socket.config().serializer().decode(&f).ok();
                         let cl = &mut self.clients[i];
                         if let Some(m) = &msg {
                             cl.model.on_server_frame(cid, m);
@@ -647,7 +645,7 @@ impl Sim {
                     }
                     Packet::Hostile(seed) => {
                         let cl = &self.clients[i];
-                        let (f, kind) = hostile::forge(seed, &cl.socket, &cl.model);
+                        let (f, kind) = hostile::forge(seed, &cl.socket, &cl.model, cl.params.v1);
                         note!(
                             self,
                             c(i),
@@ -656,7 +654,7 @@ impl Sim {
                             transcript::frame(&f)
                         );
                         self.stats.hostile_frames += 1;
-                        let msg = V2Json.decode(&f).ok();
+                        let msg = self.clients[i].socket.config().serializer().decode(&f).ok();
                         let cl = &mut self.clients[i];
                         let _ = cl.socket.handle_frame(now, cid, f);
                         Cause::Frame {

@@ -3,7 +3,7 @@
 //! replies to refs it never sent (or spelled so that a lax parser would match a real one),
 //! messages and lifecycle events carrying the join_ref of an earlier join, and messages that
 //! arrive before the join reply. They are built when they arrive, from the client's state then,
-//! so that "stale" and "early" are true at delivery.
+//! so that "stale" and "early" are true at delivery, and in the client's wire format.
 
 use bytes::Bytes;
 use phx_proto::{ChannelState, Frame, Socket};
@@ -15,7 +15,7 @@ use super::rng::SimRng;
 const NEVER_MINTED: u64 = 987_654_321;
 
 /// Text frames that are not V2 messages.
-const JUNK: [&str; 10] = [
+const JUNK_V2: [&str; 10] = [
     "",
     "[",
     "[1,2",
@@ -28,12 +28,60 @@ const JUNK: [&str; 10] = [
     "[null,null,\"room:a\",\"phx_reply\",{\"status\":1,\"response\":{}}]",
 ];
 
-fn text(s: String) -> Frame {
-    Frame::Text(Bytes::from(s))
+/// Text frames that are not V1 messages.
+const JUNK_V1: [&str; 8] = [
+    "",
+    "{",
+    "[null,null,\"room:a\",\"hostile\",{}]",
+    "nope",
+    "{\"topic\":\"room:a\",\"event\":\"hostile\",\"payload\":{}}",
+    "{\"topic\":1,\"event\":\"hostile\",\"payload\":{},\"ref\":null}",
+    "{\"topic\":\"room:a\",\"event\":\"hostile\",\"payload\":{},\"ref\":null} x",
+    "{\"topic\":\"room:a\",\"topic\":\"room:b\",\"event\":\"hostile\",\"payload\":{},\"ref\":null}",
+];
+
+/// Writes messages in the client's format: V2 arrays, or V1 objects (with a `join_ref` key
+/// when there is one, which the V1 decoder reads).
+struct Wire {
+    v1: bool,
 }
 
-/// Builds a forged frame for the client of `socket`, and names what kind it is.
-pub(crate) fn forge(seed: u64, socket: &Socket, model: &Model) -> (Frame, &'static str) {
+impl Wire {
+    fn msg(
+        &self,
+        join_ref: Option<&str>,
+        r: Option<&str>,
+        topic: &str,
+        event: &str,
+        payload: &str,
+    ) -> Frame {
+        let q = |s: Option<&str>| s.map_or("null".to_owned(), |s| format!("\"{s}\""));
+        let text = if self.v1 {
+            format!(
+                "{{\"join_ref\":{},\"ref\":{},\"topic\":\"{topic}\",\"event\":\"{event}\",\"payload\":{payload}}}",
+                q(join_ref),
+                q(r)
+            )
+        } else {
+            format!(
+                "[{},{},\"{topic}\",\"{event}\",{payload}]",
+                q(join_ref),
+                q(r)
+            )
+        };
+        Frame::Text(Bytes::from(text))
+    }
+
+    fn ok_reply(&self, join_ref: Option<&str>, r: &str, topic: &str) -> Frame {
+        let ok = "{\"status\":\"ok\",\"response\":{}}";
+        self.msg(join_ref, Some(r), topic, "phx_reply", ok)
+    }
+}
+
+/// Builds a forged frame for the client of `socket` (which speaks V1 when `v1`), and names
+/// what kind it is.
+pub(crate) fn forge(seed: u64, socket: &Socket, model: &Model, v1: bool) -> (Frame, &'static str) {
+    let w = Wire { v1 };
     let mut rng = SimRng::new(seed);
     let topics: Vec<String> = model.chans.values().map(|c| c.topic.clone()).collect();
     let topic = if topics.is_empty() {
@@ -57,7 +105,10 @@ pub(crate) fn forge(seed: u64, socket: &Socket, model: &Model) -> (Frame, &'stat
         NEVER_MINTED
     } else {
         *rng.pick(&old)
-    };
+    }
+    .to_string();
+    let old_ref = stale.as_str();
+    let stale = Some(old_ref);
     let n = rng.below(1_000_000);
     match rng.below(11) {
         0 => {
@@ -68,11 +119,17 @@ pub(crate) fn forge(seed: u64, socket: &Socket, model: &Model) -> (Frame, &'stat
                 bytes.push(0xff); // never UTF-8
                 (Frame::Text(Bytes::from(bytes)), "garbage text")
             } else {
-                (text(rng.pick(&JUNK).to_string()), "malformed text")
+                let junk = if v1 {
+                    rng.pick(&JUNK_V1)
+                } else {
+                    rng.pick(&JUNK_V2)
+                };
+                (Frame::Text(Bytes::from(junk.to_string())), "malformed text")
             }
         }
         1 => {
-            // A kind byte, then lengths that claim more bytes than the frame holds.
+            // A kind byte, then lengths that claim more bytes than the frame holds (and V1 has
+            // no binary frames at all).
             let kind = *rng.pick(&[0u8, 1, 2, 3, 9]);
             let mut bytes = vec![kind];
             bytes.extend((0..4).map(|_| 200 + rng.below(50) as u8));
@@ -83,14 +140,11 @@ pub(crate) fn forge(seed: u64, socket: &Socket, model: &Model) -> (Frame, &'stat
             (Frame::Binary(Bytes::from(bytes)), "malformed binary")
         }
         2 => (
-            text(format!("[\"1\",null,\"hostile:{n}\",\"hostile\",{{}}]")),
+            w.msg(Some("1"), None, &format!("hostile:{n}"), "hostile", "{}"),
             "unknown topic",
         ),
         3 => (
-            text(format!(
-                "[null,\"{}\",\"{topic}\",\"phx_reply\",{{\"status\":\"ok\",\"response\":{{}}}}]",
-                1_000_000_000_000 + n
-            )),
+            w.ok_reply(None, &(1_000_000_000_000 + n).to_string(), &topic),
             "reply to a ref never sent",
         ),
         4 => {
@@ -107,24 +161,26 @@ pub(crate) fn forge(seed: u64, socket: &Socket, model: &Model) -> (Frame, &'stat
                 *rng.pick(&live_refs)
             };
             (
-                text(format!(
-                    "[null,\"0{r}\",\"{topic}\",\"phx_reply\",{{\"status\":\"ok\",\"response\":{{}}}}]"
-                )),
+                w.ok_reply(None, &format!("0{r}"), &topic),
                 "reply to a zero-padded ref",
             )
         }
         5 => (
-            text(format!(
-                "[\"{stale}\",null,\"{topic}\",\"hostile_stale\",{{\"n\":{n}}}]"
-            )),
+            w.msg(
+                stale,
+                None,
+                &topic,
+                "hostile_stale",
+                &format!("{{\"n\":{n}}}"),
+            ),
             "stale message",
         ),
         6 => {
+            // On V1 the stale join ref travels in `ref` only, as Phoenix's V1 frames carry it.
             let event = *rng.pick(&["phx_close", "phx_error"]);
+            let jr = if v1 { None } else { stale };
             (
-                text(format!(
-                    "[\"{stale}\",\"{stale}\",\"{topic}\",\"{event}\",{{}}]"
-                )),
+                w.msg(jr, stale, &topic, event, "{}"),
                 "stale lifecycle event",
             )
         }
@@ -140,10 +196,7 @@ pub(crate) fn forge(seed: u64, socket: &Socket, model: &Model) -> (Frame, &'stat
                     "{\"joins\":{\"mallory\":{\"metas\":[{\"phx_ref\":\"forged\"}]}},\"leaves\":{}}",
                 )
             };
-            (
-                text(format!("[\"{stale}\",null,\"{topic}\",\"{event}\",{body}]")),
-                "stale presence",
-            )
+            (w.msg(stale, None, &topic, event, body), "stale presence")
         }
         8 => {
             // A broadcast (no join_ref) for a channel that is not joined: never delivered.
@@ -154,32 +207,21 @@ pub(crate) fn forge(seed: u64, socket: &Socket, model: &Model) -> (Frame, &'stat
                 .collect();
             if waiting.is_empty() {
                 (
-                    text(format!(
-                        "[\"{stale}\",null,\"{topic}\",\"hostile_stale\",{{}}]"
-                    )),
+                    w.msg(stale, None, &topic, "hostile_stale", "{}"),
                     "stale message",
                 )
             } else {
                 let t = rng.pick(&waiting);
+                let body = format!("{{\"n\":{n}}}");
                 (
-                    text(format!(
-                        "[null,null,\"{t}\",\"hostile_early\",{{\"n\":{n}}}]"
-                    )),
+                    w.msg(None, None, t, "hostile_early", &body),
                     "message before the join reply",
                 )
             }
         }
-        9 => (
-            text(format!(
-                "[\"{stale}\",\"{stale}\",\"{topic}\",\"phx_reply\",{{\"status\":\"ok\",\"response\":{{}}}}]"
-            )),
-            "reply to an old join",
-        ),
+        9 => (w.ok_reply(stale, old_ref, &topic), "reply to an old join"),
         _ => (
-            text(format!(
-                "[null,\"{}\",\"phoenix\",\"phx_reply\",{{\"status\":\"ok\",\"response\":{{}}}}]",
-                2_000_000_000_000 + n
-            )),
+            w.ok_reply(None, &(2_000_000_000_000 + n).to_string(), "phoenix"),
             "heartbeat reply to a ref never sent",
         ),
     }
@@ -187,15 +229,43 @@ pub(crate) fn forge(seed: u64, socket: &Socket, model: &Model) -> (Frame, &'stat
 
 #[cfg(test)]
 mod tests {
-    use phx_proto::{Serializer, V2Json};
+    use phx_proto::{Serializer, V1Json, V2Json};
 
     use super::*;
 
     #[test]
     fn junk_never_decodes() {
-        for j in JUNK {
-            let f = text(j.to_owned());
-            assert!(V2Json.decode(&f).is_err(), "{j} decodes");
+        for j in JUNK_V2 {
+            assert!(
+                V2Json.decode(&Frame::Text(j.into())).is_err(),
+                "{j} decodes as V2"
+            );
+        }
+        for j in JUNK_V1 {
+            assert!(
+                V1Json.decode(&Frame::Text(j.into())).is_err(),
+                "{j} decodes as V1"
+            );
+        }
+    }
+
+    #[test]
+    fn forged_messages_decode_in_both_formats() {
+        for v1 in [false, true] {
+            let w = Wire { v1 };
+            let ser: &dyn Serializer = if v1 { &V1Json } else { &V2Json };
+            let m = ser
+                .decode(&w.msg(Some("7"), None, "room:a", "hostile", "{}"))
+                .unwrap();
+            assert_eq!(
+                (m.join_ref.as_deref(), m.event.as_str()),
+                (Some("7"), "hostile")
+            );
+            let r = ser.decode(&w.ok_reply(None, "07", "room:a")).unwrap();
+            assert_eq!(
+                (r.ref_.as_deref(), r.status.as_deref()),
+                (Some("07"), Some("ok"))
+            );
         }
     }
 }

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use phx_proto::presence::MAX_PENDING_DIFFS;
 use phx_proto::{
     Backoff, ChannelClosed, ChannelError, ChannelId, ChannelState, ConnectionId, DisconnectReason,
-    Event, Frame, Message, Payload, PushFailure, ServerSerializer, Socket, SocketState, V2Json,
+    Event, Frame, Message, Payload, PushFailure, ServerSerializer, Socket, SocketState, V1Json,
+    V2Json,
 };
 use serde_json::Value;
 
@@ -389,7 +390,13 @@ impl Model {
             return;
         }
         let Some((ch, c, state)) = chan else { return };
-        let jr = msg.join_ref.as_deref().map(parse_ref);
+        // Lifecycle events name their join in `ref` too, which is all V1 has.
+        let lifecycle = msg.event == "phx_close" || msg.event == "phx_error";
+        let jr = match (&msg.join_ref, lifecycle) {
+            (Some(j), _) => Some(parse_ref(j)),
+            (None, true) => msg.ref_.as_deref().map(parse_ref),
+            (None, false) => None,
+        };
         if jr.is_some() && jr != Some(c.join_ref) {
             return;
         }
@@ -436,7 +443,8 @@ impl Model {
         let Some(conn) = self.conn.as_mut().filter(|c| c.open) else {
             return Err("frame written while no connection is open".into());
         };
-        let msg = V2Json
+        let server_side: &dyn ServerSerializer = if self.params.v1 { &V1Json } else { &V2Json };
+        let msg = server_side
             .decode_from_client(frame)
             .map_err(|e| format!("the client wrote a frame the server cannot decode: {e}"))?;
         let r = match msg.ref_.as_deref() {

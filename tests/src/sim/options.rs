@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use phx_proto::{Backoff, Config};
+use phx_proto::{Backoff, Config, V1Json};
 
 use super::rng::SimRng;
 
@@ -43,6 +43,8 @@ pub struct ClientParams {
     /// Send the token in `Sec-WebSocket-Protocol` (Phoenix 1.8's `auth_token`) rather than in
     /// a `token` connect param.
     pub auth_token: bool,
+    /// Speak V1 JSON (`vsn=1.0.0`: no binary frames, no join_ref from the server) instead of V2.
+    pub v1: bool,
     /// Seed of the socket's jitter PRNG.
     pub rng_seed: u64,
     /// Topics this client's user is interested in (the workload joins and leaves them).
@@ -65,6 +67,7 @@ impl Default for ClientParams {
             send_buffer_capacity: 64,
             max_pending_pushes: 256,
             auth_token: false,
+            v1: false,
             rng_seed: 0,
             topics: TOPICS.iter().map(|t| (*t).to_owned()).collect(),
             user: USERS[0].to_owned(),
@@ -94,6 +97,9 @@ impl ClientParams {
             .rng_seed(self.rng_seed);
         if let Some(n) = self.max_reconnect_attempts {
             b = b.max_reconnect_attempts(n);
+        }
+        if self.v1 {
+            b = b.serializer(V1Json);
         }
         b.build().expect("valid client parameters")
     }
@@ -151,6 +157,7 @@ impl ClientParams {
             send_buffer_capacity: *rng.pick(&[2, 8, 64]),
             max_pending_pushes: *rng.pick(&[6, 16, 256]),
             auth_token: rng.chance(0.3),
+            v1: rng.chance(0.15),
             rng_seed: rng.u64(),
             topics,
             user: rng.pick(&USERS).to_string(),

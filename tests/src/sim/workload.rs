@@ -28,7 +28,8 @@ fn payload(v: &Value) -> Payload {
 }
 
 /// What the server channel does with `event` (see the server model's table).
-fn expect_for(topic: &str, event: &str, body: &Payload) -> Expect {
+/// V1 cannot carry binary, so on a V1 connection a binary reply or push crashes the channel.
+fn expect_for(topic: &str, event: &str, body: &Payload, v1: bool) -> Expect {
     let empty = json!({});
     if topic.starts_with("presence:") {
         return match event {
@@ -40,6 +41,7 @@ fn expect_for(topic: &str, event: &str, body: &Payload) -> Expect {
         "ping" | "slow" => Expect::Echo("ok", body.clone()),
         "custom_status" => Expect::Echo("custom", body.clone()),
         "error_reply" => Expect::Exact("error", json!({"reason": "nope"})),
+        "bin" | "bin_push" if v1 => Expect::Never,
         "push_me" | "bin_push" | "broadcast_from" => Expect::Exact("ok", empty),
         "flood" => match body
             .decode::<Value>()
@@ -144,7 +146,7 @@ impl Sim {
             .chans
             .get(&ch)
             .map_or(cl.params.timeout, |c| c.timeout);
-        let expect = expect_for(&topic, event, &body);
+        let expect = expect_for(&topic, event, &body, cl.params.v1);
         let shown = transcript::payload(&body);
         let r = match cl.socket.push(now, ch, event, body, timeout) {
             Ok(r) => {
@@ -321,7 +323,8 @@ impl Sim {
                 else {
                     return Ok(());
                 };
-                let (event, body) = self.random_push(&topic);
+                let v1 = self.clients[i].params.v1;
+                let (event, body) = self.random_push(&topic, v1);
                 let timeout = self
                     .rng_work
                     .chance(0.3)
@@ -375,7 +378,8 @@ impl Sim {
         }
     }
 
-    pub(super) fn random_push(&mut self, topic: &str) -> (&'static str, Payload) {
+    /// An event of the server's channels and a body for it; binary bodies only on V2.
+    pub(super) fn random_push(&mut self, topic: &str, v1: bool) -> (&'static str, Payload) {
         let r = &mut self.rng_work;
         let n = r.below(10_000);
         if topic.starts_with("presence:") {
@@ -408,7 +412,7 @@ impl Sim {
             Payload::binary(bytes)
         };
         let body = match event {
-            "ping" | "shout" | "bin" if r.chance(0.3) => binary(r),
+            "ping" | "shout" | "bin" if !v1 && r.chance(0.3) => binary(r),
             "slow" => payload(&json!({ "ms": r.below(3000) })),
             "push_me" => payload(&json!({ "event": "note", "payload": { "n": n } })),
             "broadcast_from" => payload(&json!({ "event": "echo", "payload": { "n": n } })),
