@@ -134,6 +134,14 @@ fn main() -> ExitCode {
                         s.hostile_frames += report.stats.hostile_frames;
                         s.pushes += report.stats.pushes;
                         s.connections += report.stats.connections;
+                        // The slowest heal, relative to its bound.
+                        let ratio = |st: &RunStats| {
+                            st.heal_time.as_secs_f64() / st.heal_bound.as_secs_f64().max(1e-9)
+                        };
+                        if ratio(&report.stats) > ratio(s) {
+                            s.heal_time = report.stats.heal_time;
+                            s.heal_bound = report.stats.heal_bound;
+                        }
                     }
                     if report.result.is_err() {
                         print_failure(&report);
@@ -174,6 +182,10 @@ fn main() -> ExitCode {
     println!(
         "  {} steps, {} faults, {} forged frames, {} pushes, {} connections opened",
         t.steps, t.faults, t.hostile_frames, t.pushes, t.connections
+    );
+    println!(
+        "  slowest heal: every channel joined {:.1?} after the heal, bound {:.1?}",
+        t.heal_time, t.heal_bound
     );
     let mut failures = failures.into_inner().unwrap_or_default();
     failures.sort_by_key(|r| r.seed);

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use phx_proto::{CloseReason, DisconnectReason, Event, Socket, SocketState, Transmit};
+use phx_proto::{
+    ChannelState, CloseReason, DisconnectReason, Event, Socket, SocketState, Transmit,
+};
 
 use super::clock::{Clock, Elapsed};
 use super::hostile;
@@ -65,6 +67,11 @@ pub struct RunStats {
     pub pushes: u64,
     /// Connections the clients opened.
     pub connections: u64,
+    /// Of the client slowest to heal relative to its bound: the time from the heal until it was
+    /// connected with every channel it wants joined (for good).
+    pub heal_time: Duration,
+    /// That client's heal bound.
+    pub heal_bound: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,6 +97,9 @@ pub(super) struct Client {
     pub(super) checkpoint: Option<Instant>,
     pub(super) counter: u64,
     pub(super) last_close: Option<(Duration, u16, &'static str)>,
+    /// Since the heal: whether the client was connected with every channel joined after the
+    /// last step, and when it last became so.
+    pub(super) joined_since: Option<Instant>,
 }
 
 /// A deterministic simulation: clients driving `phx_proto::Socket`s, the server model, and the
@@ -182,6 +192,7 @@ impl Sim {
                 checkpoint: None,
                 counter: 0,
                 last_close: None,
+                joined_since: None,
             })
             .collect();
         let mut sim = Self {
@@ -396,6 +407,7 @@ impl Sim {
             self.count_step()?;
             self.dispatch(due)?;
             self.liveness()?;
+            self.track_heal();
         }
     }
 
@@ -483,9 +495,51 @@ impl Sim {
             }
             Due::Checkpoint(i) => {
                 self.clients[i].checkpoint = None;
-                self.check_healed(i)
+                self.check_healed(i)?;
+                let (Some(healed), Some(since)) = (self.healed_at, self.clients[i].joined_since)
+                else {
+                    return Ok(());
+                };
+                // Keep the slowest heal relative to its bound, for the summary.
+                let (took, bound) = (since.saturating_duration_since(healed), self.heal_bound(i));
+                let ratio = |t: Duration, b: Duration| t.as_secs_f64() / b.as_secs_f64().max(1e-9);
+                if self.stats.heal_bound.is_zero()
+                    || ratio(took, bound) > ratio(self.stats.heal_time, self.stats.heal_bound)
+                {
+                    self.stats.heal_time = took;
+                    self.stats.heal_bound = bound;
+                }
+                Ok(())
             }
         }
+    }
+
+    /// After the heal, until each client's checkpoint: when it last became fully joined.
+    fn track_heal(&mut self) {
+        if self.healed_at.is_none() {
+            return;
+        }
+        let now = self.now();
+        for i in 0..self.clients.len() {
+            if self.clients[i].checkpoint.is_none() {
+                continue;
+            }
+            let joined = self.client_joined(i);
+            let cl = &mut self.clients[i];
+            match (joined, cl.joined_since) {
+                (true, None) => cl.joined_since = Some(now),
+                (false, Some(_)) => cl.joined_since = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether client `i` is connected with every channel it wants joined.
+    pub(super) fn client_joined(&self, i: usize) -> bool {
+        let s = &self.clients[i].socket;
+        s.is_connected()
+            && s.channels()
+                .all(|v| matches!(v.state(), ChannelState::Joined | ChannelState::Leaving))
     }
 
     /// Time-based checks of every client.
