@@ -1408,10 +1408,11 @@ impl Socket {
         let Some(ch) = self.channels.get_mut(id) else {
             return false;
         };
-        let join_ref = ch.join_ref.map(|r| r.to_string());
         let Some(presence) = ch.presence.as_mut().filter(|p| p.handles(&msg.event)) else {
             return false;
         };
+        // Only for presence events: every other message skips this allocation.
+        let join_ref = ch.join_ref.map(|r| r.to_string());
         if let Err(error) = presence.handle(&msg.event, &msg.payload, join_ref.as_deref()) {
             self.stats.invalid_presence += 1;
             self.events
