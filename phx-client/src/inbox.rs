@@ -80,6 +80,27 @@ impl<T> Inbox<T> {
         s.waker.take()
     }
 
+    /// Queues every item of `items` under one lock, counting those past the capacity as lost.
+    /// Returns the consumer's waker if it was waiting.
+    pub(crate) fn push_all(&self, items: impl Iterator<Item = T>) -> Option<Waker> {
+        let mut s = self.lock();
+        if s.closed {
+            return None;
+        }
+        for item in items {
+            if s.items >= self.capacity {
+                match s.queue.back_mut() {
+                    Some(Slot::Lagged(n)) => *n += 1,
+                    _ => s.queue.push_back(Slot::Lagged(1)),
+                }
+            } else {
+                s.items += 1;
+                s.queue.push_back(Slot::Item(item));
+            }
+        }
+        s.waker.take()
+    }
+
     /// Ends the stream after what is queued.
     pub(crate) fn close(&self) -> Option<Waker> {
         let mut s = self.lock();
@@ -189,6 +210,17 @@ mod tests {
         inbox.close();
         let rest: Vec<_> = block_on(rx.collect::<Vec<_>>());
         assert_eq!(rest, [Ok(2), Err(Lagged(1)), Ok(4), Ok(5)]);
+    }
+
+    #[test]
+    fn a_batch_is_queued_in_order_and_overflow_counted() {
+        let inbox = Inbox::new(3);
+        let mut rx = Receiver::new(inbox.clone());
+        inbox.push(0);
+        assert!(inbox.push_all(1..6).is_none());
+        inbox.close();
+        let got: Vec<_> = block_on(rx.by_ref().collect::<Vec<_>>());
+        assert_eq!(got, [Ok(0), Ok(1), Ok(2), Err(Lagged(3))]);
     }
 
     #[test]
