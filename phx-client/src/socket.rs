@@ -346,7 +346,6 @@ impl<R: Runtime> Builder<R> {
     }
 
     fn build(self) -> Result<(Socket<R>, Driver<R>), ConnectError> {
-        let tls = self.options.tls.connector().map_err(ConnectError::Tls)?;
         let mut builder = self.config?;
         let mut seed = None;
         if !self.seeded {
@@ -355,6 +354,14 @@ impl<R: Runtime> Builder<R> {
             builder = builder.rng_seed(s);
         }
         let config = builder.build()?;
+        // Only `wss://` endpoints need a TLS connector (a rustls one holds the whole root
+        // store): `ws://` sockets stay small.
+        let tls = if config.redacted_url().starts_with("wss:") {
+            self.options.tls.connector().map_err(ConnectError::Tls)?
+        } else {
+            self.options.tls.check().map_err(ConnectError::Tls)?;
+            None
+        };
         let seed = seed.unwrap_or(config.rng_seed());
         let (tx, rx) = mpsc::channel(self.options.command_capacity);
         let registry = Arc::new(Registry::default());

@@ -98,8 +98,9 @@ impl TlsOptions {
         }
     }
 
-    /// Builds the connector; `Ok(None)` when no TLS backend is compiled in.
-    pub(crate) fn connector(&self) -> Result<Option<TlsConnector>, String> {
+    /// Checks the options without building anything (for `ws://` endpoints, which never use
+    /// the connector).
+    pub(crate) fn check(&self) -> Result<(), String> {
         if let Some(e) = &self.invalid_root {
             return Err(format!("root certificate: {e}"));
         }
@@ -109,6 +110,12 @@ impl TlsOptions {
                  any server can impersonate the endpoint"
             );
         }
+        Ok(())
+    }
+
+    /// Builds the connector; `Ok(None)` when no TLS backend is compiled in.
+    pub(crate) fn connector(&self) -> Result<Option<TlsConnector>, String> {
+        self.check()?;
         // native-tls when asked for, or when it is the only backend compiled in.
         #[cfg(feature = "native-tls")]
         if self.native_tls || cfg!(not(feature = "rustls")) {
@@ -131,6 +138,16 @@ impl TlsOptions {
         }
         #[cfg(feature = "rustls")]
         {
+            // The default configuration (the bundled or system roots, verification on) is
+            // built once per process: its root store alone is tens of KiB.
+            if self.roots.is_empty() && !self.accept_invalid_certs {
+                static DEFAULT: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+                    std::sync::OnceLock::new();
+                return DEFAULT
+                    .get_or_init(|| rustls_config(self).map(Arc::new))
+                    .clone()
+                    .map(|c| Some(TlsConnector::Rustls(c)));
+            }
             rustls_config(self).map(|c| Some(TlsConnector::Rustls(Arc::new(c))))
         }
         #[cfg(not(feature = "rustls"))]
