@@ -1,6 +1,6 @@
 //! Per-topic channel records, their ids and the read-only view users get.
 
-use std::collections::hash_map::{DefaultHasher, Entry};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -374,7 +374,7 @@ impl Slab {
     }
 }
 
-/// Finds the live channel of a topic. Keyed by a fixed SipHash of the topic rather than by the
+/// Finds the live channel of a topic. Keyed by a fixed hash of the topic rather than by the
 /// topic itself, so an entry costs 16 bytes and no second copy of the string; every hit is
 /// confirmed against the channel's own topic, and the (astronomically rare) channels whose hash
 /// another topic already holds go to a short overflow list.
@@ -404,11 +404,24 @@ impl Hasher for PrehashedHasher {
     }
 }
 
+/// A fixed, fast 64-bit hash (FxHash's word step, then a final mix so the high bits hashbrown
+/// uses depend on every byte). Every hit is confirmed against the topic, so the hash only
+/// needs to spread the client's own topics; it runs once per received message.
 fn topic_hash(topic: &[u8]) -> u64 {
-    // DefaultHasher::new() uses fixed keys: the same topic always hashes the same way.
-    let mut h = DefaultHasher::new();
-    h.write(topic);
-    h.finish()
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = topic.len() as u64;
+    let mut chunks = topic.chunks_exact(8);
+    for c in &mut chunks {
+        let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    let rest = chunks.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^= h >> 29;
+    h = h.wrapping_mul(K);
+    h ^ (h >> 32)
 }
 
 impl TopicIndex {
