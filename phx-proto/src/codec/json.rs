@@ -21,6 +21,39 @@ pub(crate) struct Scanner<'a> {
     pos: usize,
 }
 
+/// The end of the run of plain string bytes (not `"`, `\\` or a control character) starting at
+/// `pos`. Eight bytes at a time: a byte needs attention when it equals `"` or `\\`, or is below
+/// 0x20, which the classic "has a zero byte" bit trick finds for a whole word. The borrows of
+/// that trick only run upwards, so the lowest flagged byte is exact.
+#[inline]
+fn plain_run(buf: &[u8], mut pos: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = buf.get(pos..pos + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let v = u64::from_le_bytes(bytes);
+        let quote = v ^ (LO * u64::from(b'"'));
+        let backslash = v ^ (LO * u64::from(b'\\'));
+        let flags = (quote.wrapping_sub(LO) & !quote
+            | backslash.wrapping_sub(LO) & !backslash
+            | v.wrapping_sub(LO * 0x20) & !v)
+            & HI;
+        if flags != 0 {
+            return pos + (flags.trailing_zeros() / 8) as usize;
+        }
+        pos += 8;
+    }
+    while let Some(&b) = buf.get(pos) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            break;
+        }
+        pos += 1;
+    }
+    pos
+}
+
 /// Checks that `buf` is exactly one JSON value, optionally surrounded by white space.
 pub(crate) fn validate_value(buf: &[u8]) -> Result<(), DecodeError> {
     let mut s = Scanner::new(buf);
@@ -161,12 +194,7 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         loop {
             // Fast path: run over plain bytes.
-            while let Some(&b) = self.buf.get(self.pos) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
+            self.pos = plain_run(self.buf, self.pos);
             match self.buf.get(self.pos) {
                 Some(b'"') => {
                     let end = self.pos;
@@ -503,6 +531,51 @@ mod tests {
                 String::from_utf8(out).unwrap(),
                 serde_json::to_string(s).unwrap()
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod plain_run_tests {
+    use super::plain_run;
+
+    fn naive(buf: &[u8], mut pos: usize) -> usize {
+        while let Some(&b) = buf.get(pos) {
+            if b == b'"' || b == b'\\' || b < 0x20 {
+                break;
+            }
+            pos += 1;
+        }
+        pos
+    }
+
+    #[test]
+    fn word_at_a_time_scan_matches_the_byte_loop() {
+        // Every special byte at every offset of a word, after runs of plain ASCII, UTF-8 and
+        // high bytes, from every start.
+        let fillers: [&[u8]; 4] = [
+            b"abcdefghijklmnopqrstu",
+            "héllo wörld ✓✓".as_bytes(),
+            &[0x7f, 0x80, 0xff, 0x21, 0x5b, 0x5d, 0x1f + 1],
+            b" ",
+        ];
+        for filler in fillers {
+            for special in [b'"', b'\\', 0x00, 0x1f, 0x0a] {
+                for at in 0..20 {
+                    let mut buf: Vec<u8> = filler.iter().cycle().take(at).copied().collect();
+                    buf.push(special);
+                    buf.extend_from_slice(b"tail\"");
+                    for start in 0..buf.len() {
+                        assert_eq!(
+                            plain_run(&buf, start),
+                            naive(&buf, start),
+                            "{buf:?} from {start}"
+                        );
+                    }
+                }
+            }
+            let plain: Vec<u8> = filler.iter().cycle().take(37).copied().collect();
+            assert_eq!(plain_run(&plain, 0), plain.len());
         }
     }
 }
