@@ -26,51 +26,55 @@ fn ws(b: &[u8], mut i: usize) -> usize {
 }
 
 /// Skips a JSON string starting at `i` (on the quote); the index after its closing quote.
+#[inline]
 fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
     i += 1;
-    while i < b.len() {
-        match b[i] {
-            b'"' => return Some(i + 1),
-            b'\\' => i += 2,
-            _ => i += 1,
+    loop {
+        // Runs of plain bytes go by in one search.
+        i += b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+        if b[i] == b'"' {
+            return Some(i + 1);
         }
+        i += 2;
     }
-    None
 }
 
-/// Skips one JSON value starting at `i`; the index after it.
+/// Skips one JSON value starting at `i`; the index after it. Structural only: strings and
+/// nesting are tracked, scalars are not checked.
 fn skip_value(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
         b'"' => skip_string(b, i),
         b'{' | b'[' => {
             let mut depth = 0usize;
             let mut j = i;
-            while j < b.len() {
+            loop {
+                // Jump to the next byte that matters.
+                j += b
+                    .get(j..)?
+                    .iter()
+                    .position(|&c| matches!(c, b'"' | b'{' | b'[' | b'}' | b']'))?;
                 match b[j] {
                     b'"' => {
                         j = skip_string(b, j)?;
                         continue;
                     }
                     b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
+                    _ => {
                         depth -= 1;
                         if depth == 0 {
                             return Some(j + 1);
                         }
                     }
-                    _ => {}
                 }
                 j += 1;
             }
-            None
         }
         _ => {
-            let mut j = i;
-            while j < b.len() && !matches!(b[j], b',' | b']' | b'}' | b' ' | b'\n' | b'\r' | b'\t')
-            {
-                j += 1;
-            }
-            (j > i).then_some(j)
+            let len = b[i..]
+                .iter()
+                .position(|&c| matches!(c, b',' | b']' | b'}' | b' ' | b'\n' | b'\r' | b'\t'))
+                .unwrap_or(b.len() - i);
+            (len > 0).then_some(i + len)
         }
     }
 }

@@ -99,6 +99,28 @@ fn run_worker(kind: &str, url: &str, n: u64, binary: bool, inflight: usize, chan
         "phx-async-std-latency" => {
             async_std::task::block_on(workers::phx_latency::<AsyncStd>(url, n, inflight))
         }
+        // Decode cost alone, in a tight loop (for profiling; not part of the report).
+        "decode-phx" | "decode-cheap" => {
+            let frame = phx_bench::server::flood_frame(workers::TOPIC, binary);
+            let start = Instant::now();
+            let mut sum = 0usize;
+            for _ in 0..n {
+                sum += if kind == "decode-phx" {
+                    phx_proto::Serializer::decode(&phx_proto::V2Json, &frame)
+                        .map_or(0, |m| m.payload.as_bytes().len())
+                } else if binary {
+                    phx_bench::envelope::decode_binary(frame.as_bytes())
+                        .map_or(0, |e| e.payload.len())
+                } else {
+                    std::str::from_utf8(frame.as_bytes())
+                        .ok()
+                        .and_then(phx_bench::envelope::decode_text)
+                        .map_or(0, |e| e.payload.len())
+                };
+            }
+            let secs = start.elapsed().as_secs_f64();
+            Ok(serde_json::json!({ "ns_per_decode": secs * 1e9 / n as f64, "sum": sum }))
+        }
         other => Err(format!("unknown worker {other}").into()),
     };
     print_result(result);

@@ -109,7 +109,7 @@ fn rate_cells(r: &Outcome<Rate>, a: Option<f64>, a2: Option<f64>) -> [String; 3]
             let ratio =
                 |base: Option<f64>| base.map_or("–".into(), |b| format!("{:.2}", rate.fps / b));
             let lag = if rate.lagged > 0 {
-                format!(" ({} lagged)", rate.lagged)
+                format!(" ({} lost)", rate.lagged)
             } else {
                 String::new()
             };

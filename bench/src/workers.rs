@@ -80,7 +80,16 @@ pub async fn phx_recv<R: Runtime + Default>(
     binary: bool,
     channels: usize,
 ) -> Result<Value, Error> {
-    let socket = Socket::<R>::builder(url).connect().await?;
+    let mut builder = Socket::<R>::builder(url);
+    // For experiments only: the bench itself measures phx's defaults.
+    if let Some(n) = std::env::var("PHX_BENCH_READ_BUFFER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder =
+            builder.websocket_config(phx_client::WebSocketConfig::default().read_buffer_size(n));
+    }
+    let socket = builder.connect().await?;
     let mut others = Vec::new();
     for i in 1..channels {
         let (ch, _) = socket.channel(format!("bench:{i}")).join().await?;
