@@ -130,30 +130,51 @@ struct ChannelEntry {
     inbox: Arc<Inbox<Message>>,
     presence: Option<Arc<Inbox<PresenceChange>>>,
     subs: Arc<ChannelSubs>,
-    cached: Vec<Subscriber>,
-    cached_presence: Vec<Weak<Inbox<PresenceChange>>>,
-    cached_version: u64,
+    /// The driver's copy of the extra subscribers, made once a handle adds one: most channels
+    /// never have any, and an idle channel should cost little.
+    cache: Option<Box<SubsCache>>,
+}
+
+#[derive(Default)]
+struct SubsCache {
+    messages: Vec<Subscriber>,
+    presence: Vec<Weak<Inbox<PresenceChange>>>,
+    version: u64,
 }
 
 impl ChannelEntry {
-    /// Refreshes the copy of the extra subscribers if a handle added one.
+    /// Refreshes the copy of the extra subscribers if a handle added one (the version starts
+    /// at 0 and only grows).
     fn refresh(&mut self) {
         let version = self.subs.version.load(Ordering::Acquire);
-        if version != self.cached_version {
-            self.cached = self
-                .subs
-                .list
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            self.cached_presence = self
-                .subs
-                .presence
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            self.cached_version = version;
+        if version != self.cache.as_ref().map_or(0, |c| c.version) {
+            self.reload(version);
         }
+    }
+
+    fn reload(&mut self, version: u64) {
+        let cache = self.cache.get_or_insert_with(Box::default);
+        cache.messages = self
+            .subs
+            .list
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        cache.presence = self
+            .subs
+            .presence
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        cache.version = version;
+    }
+
+    fn subscribers(&self) -> &[Subscriber] {
+        self.cache.as_deref().map_or(&[], |c| &c.messages)
+    }
+
+    fn presence_subscribers(&self) -> &[Weak<Inbox<PresenceChange>>] {
+        self.cache.as_deref().map_or(&[], |c| &c.presence)
     }
 }
 
@@ -462,9 +483,7 @@ impl<R: Runtime> State<R> {
                             inbox,
                             presence,
                             subs,
-                            cached: Vec::new(),
-                            cached_presence: Vec::new(),
-                            cached_version: u64::MAX,
+                            cache: None,
                         },
                     );
                     self.joins.insert(id, reply);
@@ -767,7 +786,7 @@ impl<R: Runtime> State<R> {
                 rejoin,
             } => {
                 debug!(%channel, rejoin, "joined");
-                if let Some(tx) = self.joins.remove(&channel) {
+                if let Some(tx) = self.take_join(channel) {
                     let _ = tx.send(Ok((
                         channel,
                         Reply {
@@ -819,7 +838,7 @@ impl<R: Runtime> State<R> {
             return;
         };
         entry.refresh();
-        for (filter, sub) in &entry.cached {
+        for (filter, sub) in entry.subscribers() {
             if filter
                 .as_deref()
                 .is_none_or(|f| f == message.event.as_str())
@@ -853,7 +872,10 @@ impl<R: Runtime> State<R> {
             return;
         };
         entry.refresh();
-        let subs = entry.cached_presence.iter().filter_map(Weak::upgrade);
+        let subs = entry
+            .presence_subscribers()
+            .iter()
+            .filter_map(Weak::upgrade);
         for inbox in entry.presence.iter().cloned().chain(subs) {
             if let Some(w) = inbox.push(change.clone()) {
                 self.wake.push(w);
@@ -881,27 +903,37 @@ impl<R: Runtime> State<R> {
         }
     }
 
+    /// The waiter of a join. Thousands of joins issued at once grow the map; once they are all
+    /// answered, its memory goes back.
+    fn take_join(&mut self, channel: ChannelId) -> Option<JoinReply> {
+        let tx = self.joins.remove(&channel);
+        if self.joins.is_empty() && self.joins.capacity() > 64 {
+            self.joins.shrink_to_fit();
+        }
+        tx
+    }
+
     /// A channel's life is over: resolve its waiters and end its message streams.
     fn end_channel(&mut self, channel: ChannelId, join_error: JoinError) {
-        if let Some(tx) = self.joins.remove(&channel) {
+        if let Some(tx) = self.take_join(channel) {
             let _ = tx.send(Err(join_error));
         }
         if let Some(tx) = self.leaves.remove(&channel) {
             let _ = tx.send(Ok(()));
         }
         if let Some(mut entry) = self.channels.remove(&channel) {
-            entry.cached_version = u64::MAX;
-            entry.refresh();
+            // Whatever was added since the last refresh must end too.
+            entry.reload(entry.subs.version.load(Ordering::Acquire));
             self.wake.extend(entry.inbox.close());
             if let Some(p) = &entry.presence {
                 self.wake.extend(p.close());
             }
-            for (_, sub) in &entry.cached {
+            for (_, sub) in entry.subscribers() {
                 if let Some(inbox) = sub.upgrade() {
                     self.wake.extend(inbox.close());
                 }
             }
-            for sub in &entry.cached_presence {
+            for sub in entry.presence_subscribers() {
                 if let Some(inbox) = sub.upgrade() {
                     self.wake.extend(inbox.close());
                 }
