@@ -313,6 +313,12 @@ impl Slab {
             };
         }
         let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        if self.slots.len() == self.slots.capacity() {
+            // Grow by a quarter rather than double: a slot is large, and with thousands of
+            // channels doubling leaves up to one unused slot per channel. Still geometric, so
+            // still amortised O(1).
+            self.slots.reserve_exact((self.slots.len() / 4).max(4));
+        }
         self.slots.push(Slot {
             generation: 0,
             channel: Some(channel),
