@@ -36,6 +36,17 @@ impl ByteStr {
         }
     }
 
+    /// Wraps bytes that are ASCII (so UTF-8) without the general UTF-8 check: envelope fields
+    /// are short, and `is_ascii` costs a fraction of `from_utf8`'s call. Anything else goes
+    /// through [`ByteStr::from_utf8`].
+    pub(crate) fn from_ascii_or_utf8(bytes: Bytes) -> Result<Self, Bytes> {
+        if bytes.is_ascii() {
+            Ok(Self(bytes))
+        } else {
+            Self::from_utf8(bytes)
+        }
+    }
+
     /// The string.
     pub fn as_str(&self) -> &str {
         // The constructors only admit UTF-8, so this never takes the fallback. phx-proto forbids

@@ -348,7 +348,7 @@ fn str_field(
             .map(ByteStr::from)
             .ok_or(DecodeError::InvalidUtf8 { field })
     } else {
-        ByteStr::from_utf8(frame.slice(span.start..span.end))
+        ByteStr::from_ascii_or_utf8(frame.slice(span.start..span.end))
             .map_err(|_| DecodeError::InvalidUtf8 { field })
     }
 }
