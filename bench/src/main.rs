@@ -86,7 +86,17 @@ enum Worker {
 fn run_worker(kind: &str, url: &str, n: u64, binary: bool, inflight: usize, channels: usize) {
     use phx_async_std::AsyncStd;
     use phx_tokio::Tokio;
-    let tokio_rt = || tokio::runtime::Runtime::new().expect("tokio runtime");
+    let tokio_rt = || {
+        // For experiments only (PHX_BENCH_CURRENT_THREAD): the report uses tokio's default.
+        if std::env::var_os("PHX_BENCH_CURRENT_THREAD").is_some() {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+        } else {
+            tokio::runtime::Runtime::new().expect("tokio runtime")
+        }
+    };
     let result = match kind {
         "raw" => tokio_rt().block_on(workers::raw_recv(url, n, binary, false)),
         "raw-decode" => tokio_rt().block_on(workers::raw_recv(url, n, binary, true)),

@@ -94,7 +94,11 @@ fn si(v: f64) -> String {
     }
 }
 
+/// An error message fit for a table cell: one line, no cell separators, at most 90
+/// characters.
 fn short(e: &str) -> String {
+    let e = e.replace('|', "¦");
+    let e = e.split_whitespace().collect::<Vec<_>>().join(" ");
     let e = e.trim();
     if e.chars().count() > 90 {
         format!("{}…", e.chars().take(90).collect::<String>())
