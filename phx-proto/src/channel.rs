@@ -418,12 +418,13 @@ fn topic_hash(topic: &[u8]) -> u64 {
     let mut h = topic.len() as u64;
     let mut chunks = topic.chunks_exact(8);
     for c in &mut chunks {
-        let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let word = <[u8; 8]>::try_from(c).map_or(0, u64::from_le_bytes);
         h = (h.rotate_left(5) ^ word).wrapping_mul(K);
     }
     let mut tail = [0u8; 8];
-    let rest = chunks.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
+    for (t, b) in tail.iter_mut().zip(chunks.remainder()) {
+        *t = *b;
+    }
     h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
     h ^= h >> 29;
     h = h.wrapping_mul(K);
