@@ -747,13 +747,19 @@ fn markdown_head(cli: &Cli, env: &Env) -> String {
          WebSocket frames; (a') also decodes every envelope (borrowed topic and event, payload \
          left as raw JSON, its end found by a structural skip); phx reads `channel.messages()` \
          and each payload's bytes; the other clients use their own subscription API. A client \
-         that drops messages (a full queue) shows the count as lagged.\n\
+         that drops messages (a full queue) shows how many it lost: phx reports them in the \
+         stream as `Lagged(n)`, phyllo as broadcast lag, and phoenix_channels_client drops them \
+         silently (lost = sent − received).\n\
          - **Latency**: {} `ping` pushes answered by the server with the payload, one at a \
-         time and {} in flight; the raw baseline sends the same frame to an echo endpoint.\n\
+         time and {} in flight; the raw baseline sends the same frame to an echo endpoint. Every \
+         client drives its pushes from the main task (`block_on`, as `#[tokio::main]` code \
+         does).\n\
          - **Scale**: {} channels joined on one socket (all joins issued at once; heap counted \
          by a counting allocator, channel handles held); receive throughput with that many \
          channels joined against one; {} phx-tokio sockets with one channel each in one process \
-         (RSS from /proc/self/status).\n\n",
+         (RSS from /proc/self/status).\n\n\
+         Ratios divide a client's figure by (a) or (a') of the same run. The machine is \
+         shared: the load average at the start and end of each run is shown with it.\n\n",
         command_line(cli),
         machine(env),
         phx_bench::server::FLOOD_CHUNK,
