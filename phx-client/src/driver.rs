@@ -24,7 +24,9 @@ use tungstenite::{Error as WsError, Message as WsMessage};
 use crate::error::{ConnectError, JoinError, LeaveError, PushError};
 use crate::inbox::Inbox;
 use crate::runtime::Runtime;
-use crate::socket::{ChannelSubs, Credentials, Options, Registry, Reply, Subscriber};
+use crate::socket::{
+    ChannelShared, Credentials, ExtraSubs, Options, Registry, Reply, Subscriber,
+};
 use crate::tls::TlsConnector;
 use crate::transport;
 
@@ -69,12 +71,9 @@ type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 /// What handles ask of the driver.
 pub(crate) enum Command {
     Join {
-        topic: String,
         params: Payload,
         options: JoinOptions,
-        inbox: Arc<Inbox<Message>>,
-        presence: Option<Arc<Inbox<PresenceChange>>>,
-        subs: Arc<ChannelSubs>,
+        shared: Arc<ChannelShared>,
         reply: JoinReply,
     },
     Push {
@@ -127,18 +126,14 @@ struct Conn<R: Runtime> {
 }
 
 struct ChannelEntry {
-    inbox: Arc<Inbox<Message>>,
-    presence: Option<Arc<Inbox<PresenceChange>>>,
-    subs: Arc<ChannelSubs>,
+    shared: Arc<ChannelShared>,
     /// The driver's copy of the extra subscribers, made once a handle adds one: most channels
     /// never have any, and an idle channel should cost little.
     cache: Option<Box<SubsCache>>,
 }
 
-#[derive(Default)]
 struct SubsCache {
-    messages: Vec<Subscriber>,
-    presence: Vec<Weak<Inbox<PresenceChange>>>,
+    subs: ExtraSubs,
     version: u64,
 }
 
@@ -146,35 +141,23 @@ impl ChannelEntry {
     /// Refreshes the copy of the extra subscribers if a handle added one (the version starts
     /// at 0 and only grows).
     fn refresh(&mut self) {
-        let version = self.subs.version.load(Ordering::Acquire);
+        let version = self.shared.version.load(Ordering::Acquire);
         if version != self.cache.as_ref().map_or(0, |c| c.version) {
             self.reload(version);
         }
     }
 
     fn reload(&mut self, version: u64) {
-        let cache = self.cache.get_or_insert_with(Box::default);
-        cache.messages = self
-            .subs
-            .list
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        cache.presence = self
-            .subs
-            .presence
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        cache.version = version;
+        let subs = self.shared.extra().map(|b| *b).unwrap_or_default();
+        self.cache = Some(Box::new(SubsCache { subs, version }));
     }
 
     fn subscribers(&self) -> &[Subscriber] {
-        self.cache.as_deref().map_or(&[], |c| &c.messages)
+        self.cache.as_deref().map_or(&[], |c| &c.subs.messages)
     }
 
     fn presence_subscribers(&self) -> &[Weak<Inbox<PresenceChange>>] {
-        self.cache.as_deref().map_or(&[], |c| &c.presence)
+        self.cache.as_deref().map_or(&[], |c| &c.subs.presence)
     }
 }
 
@@ -467,22 +450,20 @@ impl<R: Runtime> State<R> {
         let now = self.rt.now();
         match cmd {
             Command::Join {
-                topic,
                 params,
                 options,
-                inbox,
-                presence,
-                subs,
+                shared,
                 reply,
-            } => match self.core.join_with_options(now, &topic, params, options) {
+            } => match self
+                .core
+                .join_with_options(now, &shared.topic, params, options)
+            {
                 Ok(id) => {
-                    debug!(topic, channel = %id, "joining");
+                    debug!(topic = shared.topic, channel = %id, "joining");
                     self.channels.insert(
                         id,
                         ChannelEntry {
-                            inbox,
-                            presence,
-                            subs,
+                            shared,
                             cache: None,
                         },
                     );
@@ -859,7 +840,7 @@ impl<R: Runtime> State<R> {
         };
         match self.channels.get(&channel) {
             Some(entry) => {
-                if let Some(w) = entry.inbox.push_all(self.batch.drain(..)) {
+                if let Some(w) = entry.shared.inbox.push_all(self.batch.drain(..)) {
                     self.wake.push(w);
                 }
             }
@@ -876,7 +857,7 @@ impl<R: Runtime> State<R> {
             .presence_subscribers()
             .iter()
             .filter_map(Weak::upgrade);
-        for inbox in entry.presence.iter().cloned().chain(subs) {
+        for inbox in entry.shared.presence.iter().cloned().chain(subs) {
             if let Some(w) = inbox.push(change.clone()) {
                 self.wake.push(w);
             }
@@ -923,9 +904,9 @@ impl<R: Runtime> State<R> {
         }
         if let Some(mut entry) = self.channels.remove(&channel) {
             // Whatever was added since the last refresh must end too.
-            entry.reload(entry.subs.version.load(Ordering::Acquire));
-            self.wake.extend(entry.inbox.close());
-            if let Some(p) = &entry.presence {
+            entry.reload(entry.shared.version.load(Ordering::Acquire));
+            self.wake.extend(entry.shared.inbox.close());
+            if let Some(p) = &entry.shared.presence {
                 self.wake.extend(p.close());
             }
             for (_, sub) in entry.subscribers() {

@@ -9,6 +9,7 @@
 //! frames rather than once per item.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -29,31 +30,50 @@ enum Slot<T> {
 #[derive(Debug)]
 struct State<T> {
     queue: VecDeque<Slot<T>>,
-    /// Items (not lag markers) in `queue`.
-    items: usize,
+    /// Items (not lag markers) in `queue`; never above `capacity`.
+    items: u32,
+    /// The most items `queue` holds; a `u32` so an idle channel's inbox stays small.
+    capacity: u32,
     closed: bool,
     waker: Option<Waker>,
 }
 
-/// The shared queue. The driver holds it weakly (through [`Inbox::downgrade`]) or strongly,
-/// the consumer through a [`Receiver`].
+/// The shared queue. The driver holds it weakly or strongly, the consumer through a
+/// [`Receiver`] (either on its own, or inside the structure that owns it: see [`Source`]).
 #[derive(Debug)]
 pub(crate) struct Inbox<T> {
     state: Mutex<State<T>>,
-    capacity: usize,
+}
+
+/// Whatever holds an inbox a [`Receiver`] reads: the inbox itself, or a larger shared structure
+/// it is embedded in (a channel's, which saves an allocation per channel).
+pub(crate) trait Source<T>: Send + Sync {
+    fn inbox(&self) -> &Inbox<T>;
+}
+
+impl<T: Send> Source<T> for Inbox<T> {
+    fn inbox(&self) -> &Inbox<T> {
+        self
+    }
 }
 
 impl<T> Inbox<T> {
+    /// An inbox on its own, ready to share.
     pub(crate) fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::with_capacity(capacity))
+    }
+
+    /// An inbox to embed in a shared structure.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 items: 0,
+                capacity: u32::try_from(capacity).unwrap_or(u32::MAX).max(1),
                 closed: false,
                 waker: None,
             }),
-            capacity: capacity.max(1),
-        })
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -68,15 +88,7 @@ impl<T> Inbox<T> {
         if s.closed {
             return None;
         }
-        if s.items >= self.capacity {
-            match s.queue.back_mut() {
-                Some(Slot::Lagged(n)) => *n += 1,
-                _ => s.queue.push_back(Slot::Lagged(1)),
-            }
-        } else {
-            s.items += 1;
-            s.queue.push_back(Slot::Item(item));
-        }
+        s.push(item);
         s.waker.take()
     }
 
@@ -88,15 +100,7 @@ impl<T> Inbox<T> {
             return None;
         }
         for item in items {
-            if s.items >= self.capacity {
-                match s.queue.back_mut() {
-                    Some(Slot::Lagged(n)) => *n += 1,
-                    _ => s.queue.push_back(Slot::Lagged(1)),
-                }
-            } else {
-                s.items += 1;
-                s.queue.push_back(Slot::Item(item));
-            }
+            s.push(item);
         }
         s.waker.take()
     }
@@ -109,18 +113,40 @@ impl<T> Inbox<T> {
     }
 }
 
+impl<T> State<T> {
+    fn push(&mut self, item: T) {
+        if self.items >= self.capacity {
+            match self.queue.back_mut() {
+                Some(Slot::Lagged(n)) => *n += 1,
+                _ => self.queue.push_back(Slot::Lagged(1)),
+            }
+        } else {
+            self.items += 1;
+            self.queue.push_back(Slot::Item(item));
+        }
+    }
+}
+
 /// The consuming end of an inbox: a [`Stream`] of `Result<T, Lagged>` that ends when the
 /// producer closes it.
-#[derive(Debug)]
 pub struct Receiver<T> {
-    inbox: Arc<Inbox<T>>,
+    source: Arc<dyn Source<T>>,
     local: VecDeque<Slot<T>>,
 }
 
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
 impl<T> Receiver<T> {
-    pub(crate) fn new(inbox: Arc<Inbox<T>>) -> Self {
+    pub(crate) fn new(source: Arc<dyn Source<T>>) -> Self {
         Self {
-            inbox,
+            source,
             local: VecDeque::new(),
         }
     }
@@ -133,7 +159,7 @@ impl<T> Receiver<T> {
             .iter()
             .filter(|s| matches!(s, Slot::Item(_)))
             .count();
-        local + self.inbox.lock().items
+        local + self.source.inbox().lock().items as usize
     }
 
     /// Whether nothing is waiting.
@@ -144,7 +170,7 @@ impl<T> Receiver<T> {
     /// How many items this stream holds at most before it starts dropping (and reporting
     /// [`Lagged`]).
     pub fn capacity(&self) -> usize {
-        self.inbox.capacity
+        self.source.inbox().lock().capacity as usize
     }
 }
 
@@ -157,7 +183,7 @@ impl<T> Stream for Receiver<T> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if this.local.is_empty() {
-            let mut s = this.inbox.lock();
+            let mut s = this.source.inbox().lock();
             if s.queue.is_empty() {
                 if s.closed {
                     return Poll::Ready(None);

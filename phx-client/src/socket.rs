@@ -21,7 +21,7 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::driver::{Command, Driver};
 use crate::error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};
-use crate::inbox::{Inbox, Receiver};
+use crate::inbox::{Inbox, Receiver, Source};
 use crate::runtime::Runtime;
 use crate::tls::TlsOptions;
 
@@ -674,39 +674,36 @@ impl<R> ChannelBuilder<R> {
     /// [`JoinError::Closed`], [`JoinError::SocketClosed`].
     pub async fn join(self) -> Result<(Channel<R>, Reply), JoinError> {
         let params = self.params.map_err(JoinError::Serialize)?;
-        let inbox = Inbox::new(self.socket.shared.channel_capacity);
         let presence = self
             .presence
             .is_some()
             .then(|| Inbox::new(self.socket.shared.event_capacity));
-        let subs = Arc::new(ChannelSubs::default());
+        let shared = Arc::new(ChannelShared {
+            topic: self.topic,
+            inbox: Inbox::with_capacity(self.socket.shared.channel_capacity),
+            inbox_taken: AtomicBool::new(false),
+            presence,
+            presence_taken: AtomicBool::new(false),
+            version: AtomicU64::new(0),
+            extra: Mutex::new(None),
+        });
         let (tx, rx) = oneshot::channel();
         let mut options = JoinOptions::default();
         options.timeout = self.timeout;
         options.presence = self.presence;
         self.socket
             .send(Command::Join {
-                topic: self.topic.clone(),
                 params,
                 options,
-                inbox: inbox.clone(),
-                presence: presence.clone(),
-                subs: subs.clone(),
+                shared: shared.clone(),
                 reply: tx,
             })
             .await
             .map_err(|_| JoinError::SocketClosed)?;
         let (id, reply) = rx.await.map_err(|_| JoinError::SocketClosed)??;
         let channel = Channel {
-            inner: Arc::new(ChannelInner {
-                id,
-                topic: self.topic,
-                inbox,
-                inbox_taken: AtomicBool::new(false),
-                presence,
-                presence_taken: AtomicBool::new(false),
-                subs,
-            }),
+            inner: shared,
+            id,
             socket: self.socket,
         };
         Ok((channel, reply))
@@ -717,27 +714,50 @@ impl<R> ChannelBuilder<R> {
 pub(crate) type Subscriber = (Option<String>, Weak<Inbox<Message>>);
 
 /// Extra subscribers of a channel, registered from any handle and picked up by the driver.
-#[derive(Default)]
-pub(crate) struct ChannelSubs {
-    pub(crate) list: Mutex<Vec<Subscriber>>,
-    pub(crate) presence: Mutex<Vec<Weak<Inbox<PresenceChange>>>>,
-    pub(crate) version: AtomicU64,
+#[derive(Default, Clone)]
+pub(crate) struct ExtraSubs {
+    pub(crate) messages: Vec<Subscriber>,
+    pub(crate) presence: Vec<Weak<Inbox<PresenceChange>>>,
 }
 
-struct ChannelInner {
-    id: ChannelId,
-    topic: String,
-    inbox: Arc<Inbox<Message>>,
+/// What a channel's handles and the driver share: one allocation per channel, holding the
+/// channel's own message queue and the subscribers its handles add.
+pub(crate) struct ChannelShared {
+    pub(crate) topic: String,
+    pub(crate) inbox: Inbox<Message>,
     inbox_taken: AtomicBool,
-    presence: Option<Arc<Inbox<PresenceChange>>>,
+    pub(crate) presence: Option<Arc<Inbox<PresenceChange>>>,
     presence_taken: AtomicBool,
-    subs: Arc<ChannelSubs>,
+    /// Bumped whenever a handle adds a subscriber, so the driver reloads its copy.
+    pub(crate) version: AtomicU64,
+    /// Allocated on the first extra subscriber: most channels never have one.
+    pub(crate) extra: Mutex<Option<Box<ExtraSubs>>>,
+}
+
+impl ChannelShared {
+    /// A copy of the extra subscribers.
+    pub(crate) fn extra(&self) -> Option<Box<ExtraSubs>> {
+        self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn add_extra(&self, add: impl FnOnce(&mut ExtraSubs)) {
+        let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+        add(extra.get_or_insert_with(Box::default));
+        self.version.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl Source<Message> for ChannelShared {
+    fn inbox(&self) -> &Inbox<Message> {
+        &self.inbox
+    }
 }
 
 /// A joined channel. A cheap `Clone`. Dropping it does not leave the channel: call
 /// [`Channel::leave`].
 pub struct Channel<R> {
-    inner: Arc<ChannelInner>,
+    inner: Arc<ChannelShared>,
+    id: ChannelId,
     socket: Socket<R>,
 }
 
@@ -745,6 +765,7 @@ impl<R> Clone for Channel<R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            id: self.id,
             socket: self.socket.clone(),
         }
     }
@@ -754,7 +775,7 @@ impl<R> fmt::Debug for Channel<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Channel")
             .field("topic", &self.inner.topic)
-            .field("id", &self.inner.id)
+            .field("id", &self.id)
             .finish()
     }
 }
@@ -767,7 +788,7 @@ impl<R> Channel<R> {
 
     /// The core's id of this channel (as found in [`Socket::events`]).
     pub fn id(&self) -> ChannelId {
-        self.inner.id
+        self.id
     }
 
     /// The socket this channel belongs to.
@@ -780,7 +801,7 @@ impl<R> Channel<R> {
     /// on. The stream ends when the channel ends.
     pub fn messages(&self) -> Messages {
         if !self.inner.inbox_taken.swap(true, Ordering::AcqRel) {
-            return Receiver::new(self.inner.inbox.clone());
+            return Receiver::new(self.inner.clone());
         }
         self.subscribe(None)
     }
@@ -792,15 +813,10 @@ impl<R> Channel<R> {
 
     fn subscribe(&self, event: Option<String>) -> Messages {
         let inbox = Inbox::new(self.socket.shared.channel_capacity);
-        let mut list = self
-            .inner
-            .subs
-            .list
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        list.retain(|(_, w)| w.strong_count() > 0);
-        list.push((event, Arc::downgrade(&inbox)));
-        self.inner.subs.version.fetch_add(1, Ordering::Release);
+        self.inner.add_extra(|extra| {
+            extra.messages.retain(|(_, w)| w.strong_count() > 0);
+            extra.messages.push((event, Arc::downgrade(&inbox)));
+        });
         Receiver::new(inbox)
     }
 
@@ -835,7 +851,7 @@ impl<R> Channel<R> {
         let (tx, rx) = oneshot::channel();
         self.socket
             .send(Command::Push {
-                channel: self.inner.id,
+                channel: self.id,
                 event: event.to_owned(),
                 payload,
                 timeout,
@@ -869,7 +885,7 @@ impl<R> Channel<R> {
         let (tx, rx) = oneshot::channel();
         self.socket
             .send(Command::Push {
-                channel: self.inner.id,
+                channel: self.id,
                 event: event.to_owned(),
                 payload,
                 timeout: None,
@@ -889,7 +905,7 @@ impl<R> Channel<R> {
     /// [`JoinError::Serialize`], [`JoinError::SocketClosed`].
     pub async fn set_params(&self, params: &impl Serialize) -> Result<(), JoinError> {
         let params = Payload::json(params).map_err(|e| JoinError::Serialize(e.to_string()))?;
-        let id = self.inner.id;
+        let id = self.id;
         self.socket
             .ask(|reply| Command::SetJoinParams {
                 channel: id,
@@ -908,7 +924,7 @@ impl<R> Channel<R> {
     /// [`LeaveError::Refused`] if it is already leaving or has ended,
     /// [`LeaveError::SocketClosed`].
     pub async fn leave(&self) -> Result<(), LeaveError> {
-        let id = self.inner.id;
+        let id = self.id;
         self.socket
             .ask(|reply| Command::Leave { channel: id, reply })
             .await
@@ -944,7 +960,7 @@ impl<R> PresenceView<R> {
     /// # Errors
     /// [`SocketClosed`] if the driver has stopped.
     pub async fn list(&self) -> Result<Vec<(String, PresenceEntry)>, SocketClosed> {
-        let channel = self.channel.inner.id;
+        let channel = self.channel.id;
         self.channel
             .socket
             .ask(|reply| Command::PresenceList { channel, reply })
@@ -977,14 +993,10 @@ impl<R> PresenceView<R> {
             return Receiver::new(main.clone());
         }
         let inbox = Inbox::new(self.channel.socket.shared.event_capacity);
-        let mut list = inner
-            .subs
-            .presence
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        list.retain(|w| w.strong_count() > 0);
-        list.push(Arc::downgrade(&inbox));
-        inner.subs.version.fetch_add(1, Ordering::Release);
+        inner.add_extra(|extra| {
+            extra.presence.retain(|w| w.strong_count() > 0);
+            extra.presence.push(Arc::downgrade(&inbox));
+        });
         Receiver::new(inbox)
     }
 }
