@@ -50,6 +50,10 @@ pub(crate) struct Buffered {
 /// buffered or in flight). Boxed, so an idle joined channel stays small.
 #[derive(Debug, Default)]
 pub(crate) struct Busy {
+    /// The ref of the join in flight, if any.
+    join_push: Option<NonZeroU64>,
+    /// The ref of the leave in flight, if any.
+    leave_ref: Option<NonZeroU64>,
     join_timer: Option<TimerHandle>,
     rejoin_timer: Option<TimerHandle>,
     buffer: VecDeque<Buffered>,
@@ -58,7 +62,9 @@ pub(crate) struct Busy {
 
 impl Busy {
     fn is_idle(&self) -> bool {
-        self.join_timer.is_none()
+        self.join_push.is_none()
+            && self.leave_ref.is_none()
+            && self.join_timer.is_none()
             && self.rejoin_timer.is_none()
             && self.buffer.is_empty()
             && self.in_flight.is_empty()
@@ -71,9 +77,6 @@ pub(crate) struct Channel {
     pub(crate) params: Payload,
     /// The current join ref (the ref of the last join sent); stamped on every frame.
     pub(crate) join_ref: Option<NonZeroU64>,
-    /// The ref of the join in flight, if any.
-    pub(crate) join_push: Option<NonZeroU64>,
-    pub(crate) leave_ref: Option<NonZeroU64>,
     /// Creation order, for deterministic rejoin order.
     pub(crate) seq: u64,
     pub(crate) timeout: Duration,
@@ -90,8 +93,6 @@ impl Channel {
             topic,
             params,
             join_ref: None,
-            join_push: None,
-            leave_ref: None,
             seq,
             timeout,
             rejoin_tries: 0,
@@ -123,6 +124,43 @@ impl Channel {
         self.join_ref.is_some_and(|r| {
             join_ref.parse::<u64>().ok() == Some(r.get()) && !join_ref.starts_with('0')
         })
+    }
+
+    /// The ref of the join in flight, if any.
+    pub(crate) fn join_push(&self) -> Option<u64> {
+        self.busy
+            .as_ref()
+            .and_then(|b| b.join_push)
+            .map(NonZeroU64::get)
+    }
+
+    pub(crate) fn set_join_push(&mut self, r: u64) {
+        match NonZeroU64::new(r) {
+            Some(r) => self.busy_mut().join_push = Some(r),
+            None => {
+                let _ = self.take_join_push();
+            }
+        }
+    }
+
+    pub(crate) fn take_join_push(&mut self) -> Option<u64> {
+        let r = self.busy.as_mut().and_then(|b| b.join_push.take());
+        self.tidy();
+        r.map(NonZeroU64::get)
+    }
+
+    /// The ref of the leave in flight, if any.
+    pub(crate) fn leave_ref(&self) -> Option<u64> {
+        self.busy
+            .as_ref()
+            .and_then(|b| b.leave_ref)
+            .map(NonZeroU64::get)
+    }
+
+    pub(crate) fn set_leave_ref(&mut self, r: u64) {
+        if let Some(r) = NonZeroU64::new(r) {
+            self.busy_mut().leave_ref = Some(r);
+        }
     }
 
     pub(crate) fn join_timer(&self) -> Option<TimerHandle> {

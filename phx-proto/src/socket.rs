@@ -273,7 +273,7 @@ impl Socket {
         let mut buffered = 0;
         for (id, ch) in self.channels.iter() {
             buffered += ch.buffered();
-            if let Some(r) = ch.join_push.map(NonZeroU64::get)
+            if let Some(r) = ch.join_push()
                 && self.pending.get(&r).map(|p| (p.channel, p.kind))
                     != Some((id, PendingKind::Join))
             {
@@ -412,7 +412,7 @@ impl Socket {
                     continue;
                 };
                 let on_server = ch.state == ChannelState::Joined
-                    || (ch.state == ChannelState::Joining && ch.join_push.is_some());
+                    || (ch.state == ChannelState::Joining && ch.join_push().is_some());
                 if on_server {
                     let (join_ref, topic) = (ch.join_ref_str(), ch.topic.clone());
                     if let (_, Ok(frame)) = self.leave_frame(join_ref, topic) {
@@ -682,7 +682,7 @@ impl Socket {
             return Err(LeaveError::AlreadyLeaving(channel));
         }
         let on_server = ch.state == ChannelState::Joined
-            || (ch.state == ChannelState::Joining && ch.join_push.is_some());
+            || (ch.state == ChannelState::Joining && ch.join_push().is_some());
         let (join_timer, rejoin_timer) = (ch.take_join_timer(), ch.take_rejoin_timer());
         let buffered = ch.take_buffer();
         let topic = ch.topic.clone();
@@ -714,7 +714,7 @@ impl Socket {
                 },
             );
             if let Some(ch) = self.channels.get_mut(channel) {
-                ch.leave_ref = NonZeroU64::new(r);
+                ch.set_leave_ref(r);
             }
             self.leaving.push(channel);
             match frame {
@@ -805,7 +805,7 @@ impl Socket {
             };
             let waiting = match ch.state {
                 ChannelState::Errored => true,
-                ChannelState::Joining => ch.join_push.is_none(),
+                ChannelState::Joining => ch.join_push().is_none(),
                 ChannelState::Joined | ChannelState::Leaving => false,
             };
             if waiting {
@@ -982,7 +982,7 @@ impl Socket {
         };
         ch.state = ChannelState::Joining;
         ch.join_ref = NonZeroU64::new(r);
-        ch.join_push = NonZeroU64::new(r);
+        ch.set_join_push(r);
         let (topic, params, timeout) = (ch.topic.clone(), ch.params.clone(), ch.timeout);
         let needs_timer = ch.join_timer().is_none();
         if needs_timer {
@@ -1094,7 +1094,7 @@ impl Socket {
         if !matches!(ch.state, ChannelState::Joining | ChannelState::Errored) {
             return;
         }
-        let timed_out = ch.join_push.take().map(NonZeroU64::get);
+        let timed_out = ch.take_join_push();
         let ever_joined = ch.ever_joined;
         let (topic, timeout) = (ch.topic.clone(), ch.timeout);
         let old_join_ref = ch.join_ref_str();
@@ -1248,10 +1248,10 @@ impl Socket {
         let Some(ch) = self.channels.get_mut(id) else {
             return;
         };
-        if ch.join_push.map(NonZeroU64::get) != Some(r) {
+        if ch.join_push() != Some(r) {
             return;
         }
-        ch.join_push = None;
+        let _ = ch.take_join_push();
         if ch.state == ChannelState::Leaving {
             // The leave in flight decides the channel's fate.
             return;
@@ -1435,8 +1435,8 @@ impl Socket {
         let Some(ch) = self.channels.get_mut(id) else {
             return;
         };
-        if let Some(r) = ch.join_push.take() {
-            self.pending.remove(&r.get());
+        if let Some(r) = ch.take_join_push() {
+            self.pending.remove(&r);
         }
         ch.state = ChannelState::Errored;
         let ever_joined = ch.ever_joined;
@@ -1457,8 +1457,8 @@ impl Socket {
     }
 
     fn finish_leave(&mut self, id: ChannelId, confirmed: bool) {
-        if let Some(r) = self.channels.get(id).and_then(|c| c.leave_ref)
-            && let Some(p) = self.pending.remove(&r.get())
+        if let Some(r) = self.channels.get(id).and_then(|c| c.leave_ref())
+            && let Some(p) = self.pending.remove(&r)
         {
             self.timers.cancel(p.timer);
         }
@@ -1479,8 +1479,8 @@ impl Socket {
         self.leaving.retain(|&l| l != id);
         self.timers.cancel(ch.take_join_timer());
         self.timers.cancel(ch.take_rejoin_timer());
-        for r in ch.join_push.into_iter().chain(ch.leave_ref) {
-            if let Some(p) = self.pending.remove(&r.get()) {
+        for r in ch.join_push().into_iter().chain(ch.leave_ref()) {
+            if let Some(p) = self.pending.remove(&r) {
                 self.timers.cancel(p.timer);
             }
         }
@@ -1585,8 +1585,8 @@ impl Socket {
             self.finish_leave(id, false);
             return;
         }
-        if let Some(r) = ch.join_push.take() {
-            self.pending.remove(&r.get());
+        if let Some(r) = ch.take_join_push() {
+            self.pending.remove(&r);
         }
         let in_flight = ch.take_in_flight();
         let ever_joined = ch.ever_joined;
