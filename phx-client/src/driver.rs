@@ -24,9 +24,7 @@ use tungstenite::{Error as WsError, Message as WsMessage};
 use crate::error::{ConnectError, JoinError, LeaveError, PushError};
 use crate::inbox::Inbox;
 use crate::runtime::Runtime;
-use crate::socket::{
-    ChannelShared, Credentials, ExtraSubs, Options, Registry, Reply, Subscriber,
-};
+use crate::socket::{ChannelShared, Credentials, ExtraSubs, Options, Registry, Reply, Subscriber};
 use crate::tls::TlsConnector;
 use crate::transport;
 

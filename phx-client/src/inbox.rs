@@ -52,7 +52,7 @@ pub(crate) trait Source<T>: Send + Sync {
 }
 
 impl<T: Send> Source<T> for Inbox<T> {
-    fn inbox(&self) -> &Inbox<T> {
+    fn inbox(&self) -> &Self {
         self
     }
 }
