@@ -16,6 +16,15 @@ use crate::output::Out;
 use crate::signal;
 use crate::stdin;
 
+/// The server ended the channel: says so, and the failure to exit with.
+pub(crate) fn closed(out: &Out, topic: &str) -> Failure {
+    out.closed(topic);
+    Failure::new(
+        error::FAILED,
+        format!("the server closed the channel {topic}"),
+    )
+}
+
 /// Prints what a socket event means for the session on `topic` (channel `id`).
 pub(crate) fn report(out: &Out, url: &str, topic: &str, id: ChannelId, event: Event) {
     match event {
@@ -131,13 +140,7 @@ pub(crate) async fn run(args: JoinArgs) -> Result<(), Failure> {
             message = messages.next() => match message {
                 Some(Ok(message)) => out.message(topic, &message),
                 Some(Err(Lagged(n))) => out.lagged(n),
-                None => {
-                    out.closed(topic);
-                    break Err(Failure::new(
-                        error::FAILED,
-                        format!("the server closed the channel {topic}"),
-                    ));
-                }
+                None => break Err(closed(&out, topic)),
             },
             Some(event) = events.next() => match event {
                 Ok(event) => report(&out, socket.url(), topic, channel.id(), event),

@@ -7,7 +7,7 @@ use phx_tokio::proto::PresenceChange;
 use crate::args::PresenceArgs;
 use crate::connect::{self, Session};
 use crate::error::{self, Failure};
-use crate::join::report;
+use crate::join::{closed, report};
 use crate::output::Out;
 use crate::signal;
 
@@ -44,13 +44,7 @@ pub(crate) async fn run(args: PresenceArgs) -> Result<(), Failure> {
                 }
                 Some(Ok(_)) => {}
                 Some(Err(Lagged(n))) => out.lagged(n),
-                None => {
-                    out.closed(topic);
-                    break Err(Failure::new(
-                        error::FAILED,
-                        format!("the server closed the channel {topic}"),
-                    ));
-                }
+                None => break Err(closed(&out, topic)),
             },
             Some(event) = events.next() => match event {
                 Ok(event) => report(&out, socket.url(), topic, channel.id(), event),

@@ -617,6 +617,34 @@ impl Model {
     }
 
     /// The frame that caused this step, if it is a genuine one on the current connection.
+    /// Checks that `what` (an event about `channel`) was caused by the server's `event` frame
+    /// for the channel's current join (a frame without a join ref counts as current).
+    fn server_frame(
+        &self,
+        cause: &Cause,
+        channel: ChannelId,
+        event: &str,
+        what: &str,
+    ) -> Result<(), String> {
+        let m = Self::frame(cause, what)?;
+        let chan = self.chan(channel)?;
+        let jr = m
+            .join_ref
+            .as_ref()
+            .or(m.ref_.as_ref())
+            .and_then(|s| parse_ref(s));
+        if m.event != event
+            || m.topic != chan.topic.as_str()
+            || (jr.is_some() && jr != chan.join_ref)
+        {
+            return Err(format!(
+                "{what} for {channel} caused by {}",
+                super::transcript::message(m)
+            ));
+        }
+        Ok(())
+    }
+
     fn frame<'a>(cause: &'a Cause, what: &str) -> Result<&'a Message, String> {
         match cause {
             Cause::Frame {
@@ -800,22 +828,7 @@ impl Model {
             } => {
                 match reason {
                     ChannelError::Server(_) => {
-                        let m = Self::frame(cause, "ChannelErrored")?;
-                        let chan = self.chan(*channel)?;
-                        let jr = m
-                            .join_ref
-                            .as_ref()
-                            .or(m.ref_.as_ref())
-                            .and_then(|s| parse_ref(s));
-                        if m.event != "phx_error"
-                            || m.topic != chan.topic.as_str()
-                            || (jr.is_some() && jr != chan.join_ref)
-                        {
-                            return Err(format!(
-                                "{channel} errored by {}",
-                                super::transcript::message(m)
-                            ));
-                        }
+                        self.server_frame(cause, *channel, "phx_error", "ChannelErrored")?;
                     }
                     ChannelError::ConnectionLost => {
                         if !matches!(cause, Cause::Closed(_) | Cause::Timeout) {
@@ -837,22 +850,7 @@ impl Model {
             Event::ChannelClosed { channel, reason } => {
                 match reason {
                     ChannelClosed::Server => {
-                        let m = Self::frame(cause, "ChannelClosed")?;
-                        let chan = self.chan(*channel)?;
-                        let jr = m
-                            .join_ref
-                            .as_ref()
-                            .or(m.ref_.as_ref())
-                            .and_then(|s| parse_ref(s));
-                        if m.event != "phx_close"
-                            || m.topic != chan.topic.as_str()
-                            || (jr.is_some() && jr != chan.join_ref)
-                        {
-                            return Err(format!(
-                                "{channel} closed by {}",
-                                super::transcript::message(m)
-                            ));
-                        }
+                        self.server_frame(cause, *channel, "phx_close", "ChannelClosed")?;
                     }
                     ChannelClosed::Disconnected => {
                         if !matches!(cause, Cause::Command("disconnect")) {
