@@ -8,13 +8,21 @@ use phx_tokio::proto::ChannelError;
 use phx_tokio::{Channel, ChannelId, Event, Lagged, PushError, Reply};
 use tokio::sync::mpsc;
 
-use crate::args::JoinArgs;
+use crate::args::{JoinArgs, Target};
 use crate::connect::{self, Session};
 use crate::error::{self, Failure};
 use crate::format::Json;
 use crate::output::Out;
 use crate::signal;
 use crate::stdin;
+
+/// Connects and joins for an interactive session (`join`, `presence`), and says so.
+pub(crate) async fn start(out: &Out, target: &Target, presence: bool) -> Result<Session, Failure> {
+    let session = connect::join(target, presence).await?;
+    out.connected(session.socket.url());
+    out.joined(target.topic.as_str(), &session.response, false);
+    Ok(session)
+}
 
 /// The server ended the channel: says so, and the failure to exit with.
 pub(crate) fn closed(out: &Out, topic: &str) -> Failure {
@@ -98,11 +106,9 @@ pub(crate) async fn run(args: JoinArgs) -> Result<(), Failure> {
         socket,
         mut events,
         channel,
-        response,
-    } = connect::join(target, false).await?;
+        ..
+    } = start(&out, target, false).await?;
     let mut ctrl_c = signal::ctrl_c();
-    out.connected(socket.url());
-    out.joined(topic, &response, false);
 
     let mut messages = channel.messages();
     let mut input = (!args.no_stdin).then(stdin::lines);

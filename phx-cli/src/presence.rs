@@ -5,9 +5,9 @@ use phx_tokio::Lagged;
 use phx_tokio::proto::PresenceChange;
 
 use crate::args::PresenceArgs;
-use crate::connect::{self, Session};
+use crate::connect::Session;
 use crate::error::{self, Failure};
-use crate::join::{closed, report};
+use crate::join::{closed, report, start};
 use crate::output::Out;
 use crate::signal;
 
@@ -20,11 +20,9 @@ pub(crate) async fn run(args: PresenceArgs) -> Result<(), Failure> {
         socket,
         mut events,
         channel,
-        response,
-    } = connect::join(target, true).await?;
+        ..
+    } = start(&out, target, true).await?;
     let mut ctrl_c = signal::ctrl_c();
-    out.connected(socket.url());
-    out.joined(topic, &response, false);
     let Some(view) = channel.presence() else {
         return Err(Failure::new(error::FAILED, "presence is not tracked"));
     };
