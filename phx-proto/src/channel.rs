@@ -291,7 +291,9 @@ impl<'a> ChannelView<'a> {
         self.channel.state == ChannelState::Joined
     }
 
-    /// The join ref of the current (or last) join (sent on the wire as its decimal string).
+    /// The join ref of the current (or last) join (sent on the wire as its decimal string);
+    /// `None` before the first join is sent and after a join attempt was abandoned (timed out
+    /// or broken while in flight), as in phoenix.js.
     pub fn join_ref(&self) -> Option<u64> {
         self.channel.join_ref.map(NonZeroU64::get)
     }

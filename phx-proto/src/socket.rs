@@ -1115,6 +1115,12 @@ impl Socket {
                 );
                 self.send_frame(frame);
             }
+            // The abandoned join is no longer the channel's: whatever the server still sends
+            // under it (its late reply, the phx_close answering the leave) is stale, as in
+            // phoenix.js, where the join push is reset and the join ref becomes null.
+            if let Some(ch) = self.channels.get_mut(id) {
+                ch.join_ref = None;
+            }
         }
         if ever_joined {
             if let Some(ch) = self.channels.get_mut(id) {
@@ -1437,6 +1443,8 @@ impl Socket {
         };
         if let Some(r) = ch.take_join_push() {
             self.pending.remove(&r);
+            // A join broken while in flight is abandoned: its ref is stale from now on.
+            ch.join_ref = None;
         }
         ch.state = ChannelState::Errored;
         let ever_joined = ch.ever_joined;

@@ -750,6 +750,59 @@ fn rejoin_timeout_cancels_the_join_and_retries() {
         retry_at: Some(t.at(13_000))
     }));
     assert_eq!(t.s.channel(ch).unwrap().state(), ChannelState::Errored);
+    // The server completes the abandoned join late, then answers the cancelling leave and
+    // closes that join: none of it is the channel's any more, and it rejoins on schedule.
+    t.recv(&ok_reply("2", "2", "room:lobby", "{}"));
+    t.recv(&ok_reply("2", "3", "room:lobby", "{}"));
+    t.recv(r#"["2","3","room:lobby","phx_close",{}]"#);
+    let ev = t.take_events();
+    assert!(
+        !ev.iter().any(|e| matches!(
+            e,
+            Event::ChannelClosed { .. } | Event::Joined { .. } | Event::Left { .. }
+        )),
+        "{ev:?}"
+    );
+    assert!(ev.contains(&Event::Unexpected(Unexpected::Stale {
+        channel: ch,
+        event: "phx_close".into()
+    })));
+    assert_eq!(t.s.channel(ch).unwrap().state(), ChannelState::Errored);
+    assert_eq!(t.s.channel(ch).unwrap().join_ref(), None);
+    t.advance_to(13_000);
+    assert_eq!(t.take_frames(), [r#"["4","4","room:lobby","phx_join",{}]"#]);
+    t.recv(&ok_reply("4", "4", "room:lobby", "{}"));
+    let ev = t.take_events();
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            Event::Joined { channel, rejoin: true, .. } if *channel == ch
+        )),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_join_broken_while_in_flight_leaves_its_ref_stale() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.recv(r#"["1","1","room:lobby","phx_error",{}]"#);
+    t.take_frames();
+    t.advance_to(1000);
+    assert_eq!(t.take_frames(), [r#"["2","2","room:lobby","phx_join",{}]"#]);
+    // The rejoin crashes on the server before replying; its phx_close arriving afterwards
+    // belongs to that abandoned join.
+    t.recv(r#"["2","2","room:lobby","phx_error",{}]"#);
+    t.take_events();
+    assert_eq!(t.s.channel(ch).unwrap().join_ref(), None);
+    t.recv(r#"["2","2","room:lobby","phx_close",{}]"#);
+    let ev = t.take_events();
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::ChannelClosed { .. })),
+        "{ev:?}"
+    );
+    assert_eq!(t.s.channel(ch).unwrap().state(), ChannelState::Errored);
 }
 
 #[test]

@@ -616,7 +616,16 @@ impl Model {
         }
     }
 
-    /// The frame that caused this step, if it is a genuine one on the current connection.
+    /// A join in flight is abandoned (timed out, or the channel broke): its ref is no longer
+    /// the channel's, so nothing the server still sends under it may reach the channel.
+    fn abandon_join(&mut self, id: ChannelId) {
+        if let Some(chan) = self.chans.get_mut(&id)
+            && chan.join_in_flight
+        {
+            chan.join_ref = None;
+        }
+    }
+
     /// Checks that `what` (an event about `channel`) was caused by the server's `event` frame
     /// for the channel's current join (a frame without a join ref counts as current).
     fn server_frame(
@@ -645,6 +654,7 @@ impl Model {
         Ok(())
     }
 
+    /// The frame that caused this step, if it is a genuine one on the current connection.
     fn frame<'a>(cause: &'a Cause, what: &str) -> Result<&'a Message, String> {
         match cause {
             Cause::Frame {
@@ -819,6 +829,7 @@ impl Model {
                 if !matches!(cause, Cause::Timeout) {
                     return Err(format!("JoinTimedOut caused by {cause:?}"));
                 }
+                self.abandon_join(*channel);
                 self.join_ended(*channel, *retry_at, now, self.connected, socket)?;
             }
             Event::ChannelErrored {
@@ -829,6 +840,7 @@ impl Model {
                 match reason {
                     ChannelError::Server(_) => {
                         self.server_frame(cause, *channel, "phx_error", "ChannelErrored")?;
+                        self.abandon_join(*channel);
                     }
                     ChannelError::ConnectionLost => {
                         if !matches!(cause, Cause::Closed(_) | Cause::Timeout) {
