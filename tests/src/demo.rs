@@ -68,8 +68,10 @@ pub async fn run<R: Runtime + Default>(server: &TestServer) -> Result<(), Box<dy
     let mut messages = room.messages();
     room.cast("shout", &json!({ "body": "hi everyone" }))
         .await?;
-    if let Some(Ok(msg)) = within::<R, _>(messages.next()).await? {
-        println!("broadcast     {} {}", msg.event, text(&msg.payload));
+    match within::<R, _>(messages.next()).await? {
+        Some(Ok(msg)) => println!("broadcast     {} {}", msg.event, text(&msg.payload)),
+        Some(Err(lagged)) => return Err(lagged.into()),
+        None => return Err("the channel ended before the broadcast".into()),
     }
 
     let (presence_channel, _) = socket

@@ -107,7 +107,10 @@ pub async fn restart_run<R: Runtime + Default>(
                 }
             }
         }
-        assert_eq!(results.len(), channels, "every push ends exactly once");
+        // Each push's future resolves once by construction; what this run can check is that
+        // every push ended (within the deadline above), with an allowed outcome, and that the
+        // core holds nothing pending afterwards (below). The core's own exactly-once rule is
+        // asserted after every step by the model proptest and the simulation.
         let mut rejoined = 0;
         while rejoined < channels {
             if let Event::Joined { rejoin: true, .. } =

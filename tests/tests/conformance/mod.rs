@@ -118,8 +118,14 @@ pub async fn broadcast_reaches_every_joiner<R: Runtime + Default>() {
         () = sleep::<R>(MS(200)).fuse() => None,
     };
     assert!(stray.is_none(), "room:other got {stray:?}");
-    // Per-event subscription sees only its event.
+    // Per-event subscription sees only its event; the channel's stream sees everything.
     let mut pushes_only = ca.on("push_me_evt");
+    ca.push(
+        "push_me",
+        &json!({"event": "other_evt", "payload": {"k": 0}}),
+    )
+    .await
+    .unwrap();
     ca.push(
         "push_me",
         &json!({"event": "push_me_evt", "payload": {"k": 1}}),
@@ -131,6 +137,14 @@ pub async fn broadcast_reaches_every_joiner<R: Runtime + Default>() {
         .unwrap()
         .unwrap();
     assert_eq!(m.event, "push_me_evt");
+    assert_eq!(m.payload.decode::<Value>().unwrap(), json!({"k": 1}));
+    for event in ["other_evt", "push_me_evt"] {
+        let m = within::<R, _>(MS(2000), "channel stream", ma.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.event, event);
+    }
 }
 
 /// The server restarts: the socket reconnects and every channel rejoins (Joined, rejoin: true)
@@ -764,8 +778,11 @@ async fn only_conn(h: &Harness) -> phx_tests::server::ConnId {
 /// channel and every pending push survive.
 pub async fn hostile_frames_are_ignored_and_nothing_is_lost<R: Runtime + Default>() {
     use bytes::Bytes;
-    use phx_proto::{Frame, Unexpected};
-    let h = BackgroundServer::start(ServerConfig::default());
+    use phx_proto::{Frame, ServerSerializer, Unexpected, V2Json};
+    let h = BackgroundServer::start(ServerConfig {
+        record_frames: true,
+        ..ServerConfig::default()
+    });
     let socket = connect::<R>(&h).await;
     let mut events = socket.events();
     let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
@@ -790,6 +807,20 @@ pub async fn hostile_frames_are_ignored_and_nothing_is_lost<R: Runtime + Default
     let attack = async {
         sleep::<R>(MS(50)).await;
         let conn = only_conn(&h).await;
+        // The late reply answers the push that timed out, by the ref it was sent with.
+        let timed_out_ref = h
+            .call(move |s, _| {
+                s.received(conn)
+                    .iter()
+                    .filter_map(|f| V2Json.decode_from_client(f).ok())
+                    .find(|m| m.event == "noreply")
+                    .and_then(|m| m.ref_)
+            })
+            .await
+            .expect("the server saw the push that timed out");
+        let late_reply = format!(
+            r#"["1","{timed_out_ref}","room:lobby","phx_reply",{{"response":{{}},"status":"ok"}}]"#
+        );
         let deep = format!(
             "[null,null,\"room:lobby\",\"deep\",{}{}]",
             "[".repeat(10_000),
@@ -803,11 +834,12 @@ pub async fn hostile_frames_are_ignored_and_nothing_is_lost<R: Runtime + Default
             Frame::Text(Bytes::from_static(
                 br#"[null,"99999","room:lobby","phx_reply",{"response":{},"status":"ok"}]"#,
             )),
-            // The late reply to the push that timed out (its ref is the one before "slow").
             Frame::Text(Bytes::from(deep)),
+            // A reply without its response: not a valid reply frame.
             Frame::Text(Bytes::from_static(
                 br#"["1","1","room:lobby","phx_reply",{"status":"ok"}]"#,
             )),
+            Frame::Text(Bytes::from(late_reply)),
         ];
         for f in frames {
             assert!(h.call(move |s, _| s.send_raw(conn, f)).await);
@@ -829,8 +861,8 @@ pub async fn hostile_frames_are_ignored_and_nothing_is_lost<R: Runtime + Default
     assert_eq!(stats.connects, 1, "no reconnect was needed");
     assert!(stats.invalid_frames >= 5, "{stats:?}");
     assert!(
-        stats.unknown_topics >= 1 && stats.unknown_refs >= 1,
-        "{stats:?}"
+        stats.unknown_topics >= 1 && stats.unknown_refs >= 2,
+        "the stray reply and the late one are both unknown refs: {stats:?}"
     );
     let mut unexpected = 0;
     while let Some(Some(Ok(e))) = futures::select_biased! {
@@ -985,6 +1017,36 @@ pub async fn oversized_message_closes_and_reconnects<R: Runtime + Default>() {
     })
     .await;
     assert!(lobby.push("ping", &json!({})).await.unwrap().is_ok());
+    // The frame limit works the same way, on its own.
+    let small_frames = builder::<R>(&h)
+        .max_frame_size(2500)
+        .connect()
+        .await
+        .unwrap();
+    let mut frame_events = small_frames.events();
+    let (c, _) = small_frames.channel("room:lobby").join().await.unwrap();
+    let _ = c
+        .push(
+            "push_me",
+            &json!({"event": "big", "payload": {"blob": "z".repeat(5000)}}),
+        )
+        .await;
+    wait_event::<R>(&mut frame_events, MS(3000), "frame too large", |e| {
+        matches!(
+            e,
+            Event::Disconnected {
+                reason: DisconnectReason::Transport(CloseReason::MessageTooLarge { max: 2500, .. }),
+                reconnect_at: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+    wait_event::<R>(&mut frame_events, MS(3000), "rejoin", |e| {
+        matches!(e, Event::Joined { rejoin: true, .. })
+    })
+    .await;
+    small_frames.disconnect().await.unwrap();
     // And a push too large to send fails at once, without touching the connection.
     let huge = "y".repeat(3000);
     let small_out = builder::<R>(&h)
