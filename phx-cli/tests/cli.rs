@@ -119,6 +119,31 @@ fn stdin_lines_are_pushed_and_each_reply_printed_with_its_latency() {
 }
 
 #[test]
+fn vsn_1_speaks_the_v1_serializer() {
+    let server = server();
+    let url = server.url();
+    let mut phx = Phx::spawn(&[
+        "join",
+        &url,
+        "room:lobby",
+        "--token",
+        "secret",
+        "--vsn",
+        "1",
+    ]);
+    let connected = phx.expect_type("connected");
+    let shown = connected["url"].as_str().unwrap();
+    assert!(shown.contains("vsn=1.0.0"), "{connected}");
+    phx.expect_type("joined");
+    phx.send(r#"ping {"over": "v1"}"#);
+    let reply = phx.expect_type("reply");
+    assert_eq!(reply["response"], json!({ "over": "v1" }));
+    phx.close_stdin();
+    let done = phx.finish();
+    assert_eq!(done.code, Some(0), "{}", done.stderr_text());
+}
+
+#[test]
 fn a_crashed_channel_is_reported_and_rejoined_and_a_closed_one_ends_the_session() {
     let server = server();
     let url = server.url();
