@@ -146,7 +146,9 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
-    /// Adds a connect param, sent in the URL query on every connect.
+    /// Adds a connect param, sent in the URL query on every connect. Its value shows in logs and
+    /// `Debug` output like any other: give a token or any other secret with
+    /// [`Builder::secret_param`] instead.
     pub fn param(self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.map(|c| c.param(key, value))
     }
@@ -877,6 +879,11 @@ impl<R> Channel<R> {
 
     /// Fire and forget: pushes without waiting for a reply. Returns once the push is sent or
     /// buffered; whatever the server answers is ignored.
+    ///
+    /// The core still tracks a cast like any push until its reply or timeout, as phoenix.js
+    /// does with every push: it counts toward the pending-push limit meanwhile, and one the
+    /// server never answers ends as [`Event::PushTimedOut`] in [`Socket::events`] (only the
+    /// caller is not told).
     ///
     /// # Errors
     /// [`PushError::Refused`], [`PushError::Serialize`], [`PushError::SocketClosed`].

@@ -371,7 +371,8 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
-    /// Adds a connect parameter (sent in the URL query on every connect).
+    /// Adds a connect parameter (sent in the URL query on every connect). Its value shows in logs
+    /// and `Debug` output: give secrets with [`ConfigBuilder::secret_param`].
     pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.config.params.push(Param {
             key: key.into(),
