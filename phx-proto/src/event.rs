@@ -233,7 +233,8 @@ pub enum Unexpected {
         /// The ref, if any.
         ref_: Option<ByteStr>,
     },
-    /// A message for an older instance of the channel (its join_ref is not the current one).
+    /// A message for an older instance of the channel (its join_ref is not the current one),
+    /// for a channel being left, or a `phx_error` for a channel already errored.
     Stale {
         /// The channel.
         channel: ChannelId,

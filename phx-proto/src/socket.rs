@@ -1355,6 +1355,13 @@ impl Socket {
             {
                 if msg.event == PHX_CLOSE || msg.event == PHX_ERROR {
                     self.finish_leave(leaving, msg.event == PHX_CLOSE);
+                } else {
+                    // A message of the channel being left: no longer delivered, still counted.
+                    self.stats.stale += 1;
+                    self.events.push_back(Event::Unexpected(Unexpected::Stale {
+                        channel: leaving,
+                        event: msg.event,
+                    }));
                 }
                 return;
             }
@@ -1389,6 +1396,13 @@ impl Socket {
         } else if msg.event == PHX_ERROR {
             if matches!(state, ChannelState::Joined | ChannelState::Joining) {
                 self.channel_errored(id, ChannelError::Server(msg.payload));
+            } else {
+                // Already errored (or leaving): nothing more to break, but it is reported.
+                self.stats.stale += 1;
+                self.events.push_back(Event::Unexpected(Unexpected::Stale {
+                    channel: id,
+                    event: msg.event,
+                }));
             }
         } else if state == ChannelState::Joined {
             if self.feed_presence(id, &msg) {

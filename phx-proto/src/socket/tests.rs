@@ -783,6 +783,25 @@ fn rejoin_timeout_cancels_the_join_and_retries() {
 }
 
 #[test]
+fn a_second_phx_error_is_reported_not_acted_on() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.recv(r#"["1","1","room:lobby","phx_error",{}]"#);
+    t.take_events();
+    t.recv(r#"["1","1","room:lobby","phx_error",{}]"#);
+    assert_eq!(
+        t.take_events(),
+        [Event::Unexpected(Unexpected::Stale {
+            channel: ch,
+            event: "phx_error".into()
+        })]
+    );
+    assert_eq!(t.s.stats().stale, 1);
+    assert_eq!(t.s.channel(ch).unwrap().state(), ChannelState::Errored);
+}
+
+#[test]
 fn a_join_broken_while_in_flight_leaves_its_ref_stale() {
     let mut t = T::new();
     t.open();
@@ -1251,6 +1270,16 @@ fn leave_sends_phx_leave_and_completes_on_the_reply() {
     assert_eq!(t.s.leave(t.now, ch), Err(LeaveError::AlreadyLeaving(ch)));
     // The topic is free at once; the new channel ignores the old instance's frames.
     let again = t.join("room:lobby");
+    t.take_events();
+    // A broadcast of the instance being left is not delivered, but it is reported.
+    t.recv(r#"["1",null,"room:lobby","new_msg",{}]"#);
+    assert_eq!(
+        t.take_events(),
+        [Event::Unexpected(Unexpected::Stale {
+            channel: ch,
+            event: "new_msg".into()
+        })]
+    );
     t.recv(&ok_reply("1", "2", "room:lobby", "{}"));
     t.recv(r#"["1","1","room:lobby","phx_close",{}]"#);
     let ev = t.take_events();
