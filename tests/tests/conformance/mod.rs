@@ -466,6 +466,104 @@ pub async fn credentials_are_refreshed_on_every_connect<R: Runtime + Default>() 
     assert_eq!(err, ConnectError::Credentials("vault unreachable".into()));
 }
 
+/// What each connect sends follows the socket's runtime updates (`set_param`,
+/// `set_auth_token`) and the synchronous callbacks (`params_with`, `auth_token_with`), which
+/// are called again before every connect: nothing stale is replayed on a reconnect.
+pub async fn connect_params_and_token_follow_updates_and_callbacks<R: Runtime + Default>() {
+    type Seen = (Option<String>, Option<String>, Option<String>);
+    let seen: Arc<std::sync::Mutex<Vec<Seen>>> = Arc::default();
+    let log = seen.clone();
+    let h = BackgroundServer::start(ServerConfig {
+        auth: ConnectAuth::Custom(Arc::new(move |info| {
+            let token = info
+                .auth_token
+                .as_ref()
+                .map(|t| String::from_utf8_lossy(t).into_owned());
+            log.lock().unwrap().push((
+                info.param("who").map(str::to_owned),
+                info.param("v").map(str::to_owned),
+                token,
+            ));
+            true
+        })),
+        ..ServerConfig::default()
+    });
+    let seen_by = |who: &str| -> Vec<(Option<String>, Option<String>)> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(w, _, _)| w.as_deref() == Some(who))
+            .map(|(_, v, t)| (v.clone(), t.clone()))
+            .collect()
+    };
+    let fast = |b: Builder<R>| {
+        b.reconnect(Backoff::Schedule {
+            delays: vec![MS(20)],
+            jitter: 0.0,
+        })
+    };
+    let h = &h;
+    let reconnected = |socket: Socket<R>| async move {
+        let mut events = socket.events();
+        h.drop_all().await;
+        wait_event::<R>(&mut events, MS(3000), "reconnect", |e| {
+            matches!(e, Event::Connected { .. })
+        })
+        .await;
+        socket
+    };
+    let s = String::from;
+
+    let updated = fast(Socket::<R>::builder(&h.url()))
+        .param("who", "updated")
+        .param("v", "1")
+        .auth_token("t1")
+        .connect()
+        .await
+        .unwrap();
+    updated.set_param("v", "2").await.unwrap();
+    updated.set_auth_token(Some("t2".into())).await.unwrap();
+    let updated = reconnected(updated).await;
+    assert_eq!(
+        seen_by("updated"),
+        [(Some(s("1")), Some(s("t1"))), (Some(s("2")), Some(s("t2")))]
+    );
+    updated.disconnect().await.unwrap();
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let params = fast(Socket::<R>::builder(&h.url()))
+        .param("who", "params")
+        .params_with(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            vec![("v".into(), format!("p{n}"))]
+        })
+        .connect()
+        .await
+        .unwrap();
+    let params = reconnected(params).await;
+    assert_eq!(
+        seen_by("params"),
+        [(Some(s("p0")), None), (Some(s("p1")), None)]
+    );
+    params.disconnect().await.unwrap();
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let token = fast(Socket::<R>::builder(&h.url()))
+        .param("who", "token")
+        .auth_token_with(move || format!("tok{}", counter.fetch_add(1, Ordering::SeqCst)))
+        .connect()
+        .await
+        .unwrap();
+    let token = reconnected(token).await;
+    assert_eq!(
+        seen_by("token"),
+        [(None, Some(s("tok0"))), (None, Some(s("tok1")))]
+    );
+    token.disconnect().await.unwrap();
+}
+
 /// Binary frames: push → binary reply, binary server push, binary broadcast.
 pub async fn binary_push_reply_and_broadcast<R: Runtime + Default>() {
     let h = BackgroundServer::start(ServerConfig::default());
@@ -1123,6 +1221,7 @@ macro_rules! conformance_suite {
             clean_leave_and_disconnect,
             auth_token_and_refusal,
             credentials_are_refreshed_on_every_connect,
+            connect_params_and_token_follow_updates_and_callbacks,
             binary_push_reply_and_broadcast,
             v1_serializer,
             slow_reader_gets_explicit_lag,
