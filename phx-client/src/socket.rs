@@ -74,7 +74,9 @@ pub(crate) type CredentialsFn = Arc<
 pub struct Credentials {
     /// URL params to set (replacing any with the same key).
     pub params: Vec<(String, String)>,
-    /// The auth token, sent in `Sec-WebSocket-Protocol`.
+    /// The auth token, sent in `Sec-WebSocket-Protocol`. `None` leaves the token as it is (one
+    /// given to [`Builder::auth_token`] or [`Socket::set_auth_token`]); to stop sending one,
+    /// call `set_auth_token(None)`.
     pub auth_token: Option<String>,
 }
 
