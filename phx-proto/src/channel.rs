@@ -25,7 +25,10 @@ impl fmt::Display for ChannelId {
     }
 }
 
-/// The lifecycle state of a channel (phoenix.js's names).
+/// The lifecycle state of a channel (phoenix.js's names). phoenix.js's fifth state, `closed`,
+/// has no variant: a closed channel (left, closed by the server, or whose first join failed)
+/// is gone from the socket, so [`crate::Socket::channel`] returns `None` for it and its id is
+/// never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChannelState {
     /// A join is in flight, or waits for the connection.

@@ -732,6 +732,10 @@ impl Socket {
     }
 
     /// Sets (or replaces) a connect parameter, used from the next connection attempt on.
+    ///
+    /// Like the other connect settings (`set_secret_param`, `remove_param`, `set_auth_token`,
+    /// `set_endpoint`), it takes no `now`: it changes nothing until the next connect, which
+    /// does take one.
     pub fn set_param(&mut self, key: &str, value: &str) {
         self.put_param(key, value, None);
     }

@@ -243,6 +243,7 @@ fn reconnect_follows_the_phoenix_schedule_then_five_seconds() {
     t.connect();
     let mut at = 0;
     let mut delays = Vec::new();
+    let mut attempts = Vec::new();
     for _ in 0..11 {
         t.closed(CloseReason::Error("refused".into()));
         let Some(Event::Disconnected {
@@ -265,11 +266,17 @@ fn reconnect_follows_the_phoenix_schedule_then_five_seconds() {
         assert_eq!(t.connects.len(), before, "no dial before the delay");
         t.advance_to(at);
         assert_eq!(t.connects.len(), before + 1);
+        attempts.extend(t.take_events().into_iter().filter_map(|e| match e {
+            Event::Connecting { attempt, .. } => Some(attempt),
+            _ => None,
+        }));
     }
     assert_eq!(
         delays,
         [10, 50, 100, 150, 200, 250, 500, 1000, 2000, 5000, 5000]
     );
+    // Reconnect attempt n is reported as such (the first connect was attempt 1).
+    assert_eq!(attempts, (2..=12).collect::<Vec<u32>>());
     assert_eq!(t.s.stats().reconnects, 11);
 }
 
