@@ -156,7 +156,43 @@ impl Message {
 }
 
 /// The client's half of a wire format: encodes what a client sends and decodes what a server
-/// sends. Implement it to plug in a custom format.
+/// sends. Implement it to plug in a custom format, and give it to
+/// [`ConfigBuilder::serializer`](crate::ConfigBuilder::serializer).
+///
+/// ```
+/// use std::time::Instant;
+/// use phx_proto::{
+///     Config, DecodeError, EncodeError, Frame, Message, Serializer, Socket, Transmit, V2Json,
+/// };
+///
+/// /// The V2 JSON format, announced under the `vsn` a custom server endpoint expects.
+/// #[derive(Debug)]
+/// struct Custom;
+///
+/// impl Serializer for Custom {
+///     fn vsn(&self) -> &str {
+///         "2.0.0-custom"
+///     }
+///     fn encode(&self, msg: &Message) -> Result<Frame, EncodeError> {
+///         V2Json.encode(msg)
+///     }
+///     fn decode(&self, frame: &Frame) -> Result<Message, DecodeError> {
+///         V2Json.decode(frame)
+///     }
+/// }
+///
+/// let now = Instant::now();
+/// let config = Config::builder("wss://example.com/socket")?
+///     .serializer(Custom)
+///     .build()?;
+/// let mut socket = Socket::new(config, now);
+/// socket.connect(now);
+/// let Some(Transmit::Connect { request, .. }) = socket.poll_transmit() else {
+///     panic!("a connect comes first");
+/// };
+/// assert!(request.redacted_url().ends_with("vsn=2.0.0-custom"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Serializer: fmt::Debug + Send + Sync {
     /// The value of the `vsn` URL parameter that selects this format on the server.
     fn vsn(&self) -> &str;

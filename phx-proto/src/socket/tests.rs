@@ -789,6 +789,50 @@ fn rejoin_timeout_cancels_the_join_and_retries() {
     );
 }
 
+/// A custom wire format that cannot write some topics.
+#[derive(Debug)]
+struct PickyFormat;
+
+impl crate::Serializer for PickyFormat {
+    fn vsn(&self) -> &str {
+        "2.0.0-picky"
+    }
+
+    fn encode(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        if msg.topic.starts_with("unwritable:") {
+            return Err(EncodeError::FieldTooLong {
+                field: "topic",
+                len: msg.topic.len(),
+            });
+        }
+        crate::V2Json.encode(msg)
+    }
+
+    fn decode(&self, frame: &Frame) -> Result<Message, DecodeError> {
+        crate::V2Json.decode(frame)
+    }
+}
+
+#[test]
+fn a_custom_serializer_is_used_and_its_refusal_is_a_typed_join_error() {
+    let mut t = T::with(config().serializer(PickyFormat));
+    t.open();
+    assert!(t.connects[0].redacted_url().contains("vsn=2.0.0-picky"));
+    let ok = t.joined("room:lobby");
+    assert!(t.s.channel(ok).unwrap().is_joined());
+    t.take_frames();
+    assert_eq!(
+        t.s.join(t.now, "unwritable:x", Payload::empty()),
+        Err(JoinError::Encode(EncodeError::FieldTooLong {
+            field: "topic",
+            len: 12
+        }))
+    );
+    t.drain();
+    assert!(t.take_frames().is_empty(), "nothing was sent");
+    assert!(t.s.channel_by_topic("unwritable:x").is_none());
+}
+
 #[test]
 fn a_second_phx_error_is_reported_not_acted_on() {
     let mut t = T::new();
