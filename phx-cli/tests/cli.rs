@@ -4,6 +4,8 @@
 mod support;
 
 use futures::executor::block_on;
+use phx_tests::server::ServerConfig;
+use phx_tests::server::ws::BackgroundServer;
 use phx_tokio::Payload;
 use serde_json::{Value, json};
 use support::{Phx, server};
@@ -347,6 +349,29 @@ fn an_unreachable_server_exits_3() {
         "{err}"
     );
     assert!(err.contains("check the host and port"), "{err}");
+}
+
+#[test]
+fn a_silent_server_and_an_untrusted_certificate_exit_3() {
+    // Accepts TCP and never answers the WebSocket upgrade.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let url = format!("ws://127.0.0.1:{port}/socket");
+    let done = Phx::run(&["push", &url, "room:lobby", "ping", "--timeout", "300ms"]);
+    assert_eq!(done.code, Some(3), "{}", done.stderr_text());
+    let err = done.stderr_text();
+    assert!(err.contains("within 300ms"), "{err}");
+    drop(silent);
+
+    // A TLS server whose certificate phx has no reason to trust.
+    let ca = phx_tests::tls::TestCa::new();
+    let tls = BackgroundServer::start_tls(ServerConfig::default(), ca.server_config());
+    let url = tls.url();
+    assert!(url.starts_with("wss://"), "{url}");
+    let done = Phx::run(&["push", &url, "room:lobby", "ping", "--token", "secret"]);
+    assert_eq!(done.code, Some(3), "{}", done.stderr_text());
+    let err = done.stderr_text();
+    assert!(err.contains("TLS failed"), "{err}");
 }
 
 #[test]
