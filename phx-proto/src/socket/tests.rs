@@ -1514,6 +1514,40 @@ fn presence_keys(t: &T, ch: ChannelId) -> Vec<String> {
 }
 
 #[test]
+fn presence_with_custom_event_names_feeds_the_view_not_the_messages() {
+    let mut t = T::new();
+    t.open();
+    let options = JoinOptions {
+        presence: Some(PresenceEvents {
+            state: "who_state".into(),
+            diff: "who_diff".into(),
+        }),
+        ..JoinOptions::default()
+    };
+    let ch =
+        t.s.join_with_options(t.now, "room:custom", Payload::empty(), options)
+            .unwrap();
+    t.drain();
+    t.recv(&ok_reply("1", "1", "room:custom", "{}"));
+    t.take_events();
+    t.recv(r#"["1",null,"room:custom","who_state",{"alice":{"metas":[{"phx_ref":"a1"}]}}]"#);
+    t.recv(r#"["1",null,"room:custom","who_diff",{"joins":{"bob":{"metas":[{"phx_ref":"b1"}]}},"leaves":{}}]"#);
+    // The default names are ordinary messages on this channel.
+    t.recv(r#"["1",null,"room:custom","presence_state",{}]"#);
+    let ev = t.take_events();
+    assert_eq!(presence_keys(&t, ch), ["alice", "bob"]);
+    let messages: Vec<&str> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { message, .. } => Some(message.event.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages, ["presence_state"]);
+    assert!(ev.iter().any(|e| matches!(e, Event::Presence { .. })));
+}
+
+#[test]
 fn presence_is_tracked_per_channel_and_resynced_after_a_rejoin() {
     let mut t = T::new();
     t.open();
