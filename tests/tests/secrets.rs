@@ -3,8 +3,7 @@
 //! `Display` output, and no error, across connects, reconnects, refusals and a credentials
 //! callback.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,27 +13,13 @@ use phx_tests::server::{ConnectAuth, ServerConfig};
 use phx_tokio::Socket;
 use serde_json::json;
 
+mod log_capture;
+use log_capture::Capture;
+
 const PARAM: &str = "param-SECRET-4f1c9a";
 const TOKEN: &str = "token-SECRET-77ab02";
 const HEADER: &str = "header-SECRET-e19d3c";
 const FRESH: &str = "fresh-SECRET-0c55aa";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn base64(s: &str) -> String {
     // The auth token travels as unpadded standard base64; search for that form too.
@@ -54,14 +39,7 @@ fn base64(s: &str) -> String {
 
 #[test]
 fn no_secret_reaches_logs_debug_or_errors() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    let capture = Capture::install(tracing::Level::TRACE);
 
     let h = BackgroundServer::start(ServerConfig {
         auth: ConnectAuth::Custom(Arc::new(|info| {
@@ -147,7 +125,7 @@ fn no_secret_reaches_logs_debug_or_errors() {
         config.redacted_url()
     );
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     assert!(
         logs.contains("connected") && logs.contains("disconnected") && logs.contains("<redacted>"),
         "the capture holds the socket's logs:\n{logs}"
