@@ -214,13 +214,16 @@ impl Payload {
         })
     }
 
-    /// Takes JSON text that is already encoded, after checking that it is exactly one well-formed
-    /// JSON value (surrounding white space allowed).
+    /// Takes JSON text that is already encoded, after checking that it is UTF-8 and exactly one
+    /// well-formed JSON value (surrounding white space allowed).
     ///
     /// # Errors
     /// [`DecodeError`] naming the offset and what was wrong.
     pub fn from_json(text: impl Into<Bytes>) -> Result<Self, DecodeError> {
         let bytes = text.into();
+        if std::str::from_utf8(&bytes).is_err() {
+            return Err(DecodeError::InvalidUtf8 { field: "payload" });
+        }
         json::validate_value(&bytes)?;
         Ok(Self {
             kind: PayloadKind::Json,
@@ -320,6 +323,11 @@ mod tests {
     #[test]
     fn from_json_rejects_what_a_server_would_choke_on() {
         assert!(Payload::from_json(r#"{"a":[1,2,{"b":null}]}"#).is_ok());
+        assert_eq!(
+            Payload::from_json(&b"{\"a\":\"caf\xe9\"}"[..]).map(|_| ()),
+            Err(DecodeError::InvalidUtf8 { field: "payload" }),
+            "Latin-1 is not JSON text"
+        );
         assert!(Payload::from_json(" 12 ").is_ok());
         assert!(Payload::from_json("{").is_err());
         assert!(Payload::from_json("{} {}").is_err());

@@ -1498,7 +1498,26 @@ fn stats_count_frames_bytes_and_channels() {
     assert_eq!(s.channels.joined, 1);
     assert_eq!(s.channels.joining, 1);
     assert_eq!(s.connects, 1);
-    assert!(s.bytes_out > 0 && s.bytes_in > 0);
+    // Exactly the frames' bytes: two joins out, one reply in.
+    let out =
+        r#"["1","1","room:a","phx_join",{}]"#.len() + r#"["2","2","room:b","phx_join",{}]"#.len();
+    let reply = ok_reply("1", "1", "room:a", "{}").len();
+    assert_eq!((s.bytes_out, s.bytes_in), (out as u64, reply as u64));
+    // Every state is counted: one errored, one leaving.
+    let c = t.joined("room:c");
+    t.recv(r#"["1","1","room:a","phx_error",{}]"#);
+    t.s.leave(t.now, c).unwrap();
+    t.drain();
+    let s = t.s.stats();
+    assert_eq!(
+        (
+            s.channels.joining,
+            s.channels.joined,
+            s.channels.errored,
+            s.channels.leaving
+        ),
+        (1, 0, 1, 1)
+    );
 }
 
 // ------------------------------------------------------------------ presence
