@@ -122,10 +122,13 @@ impl Channel {
         self.join_ref.map(|r| ByteStr::from(r.to_string()))
     }
 
-    /// Whether `join_ref` (as received) names this channel's current join.
+    /// Whether `join_ref` (as received) names this channel's current join: exactly the decimal
+    /// string it was sent as (no sign, no leading zero), as phoenix.js compares strings.
     pub(crate) fn is_current(&self, join_ref: &str) -> bool {
         self.join_ref.is_some_and(|r| {
-            join_ref.parse::<u64>().ok() == Some(r.get()) && !join_ref.starts_with('0')
+            !join_ref.starts_with('0')
+                && join_ref.bytes().all(|b| b.is_ascii_digit())
+                && join_ref.parse::<u64>().ok() == Some(r.get())
         })
     }
 
