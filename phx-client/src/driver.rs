@@ -478,24 +478,25 @@ impl<R: Runtime> State<R> {
                 timeout,
                 reply,
                 accepted,
-            } => match self.core.push(now, channel, &event, payload, timeout) {
-                Ok(push_ref) => {
-                    if let Some(reply) = reply {
-                        self.pushes.insert(push_ref, PushWaiter::Reply(reply));
-                    }
-                    if let Some(accepted) = accepted {
-                        let _ = accepted.send(Ok(()));
-                    }
+            } => {
+                let result = match reply {
+                    Some(reply) => match self.core.push(now, channel, &event, payload, timeout) {
+                        Ok(push_ref) => {
+                            self.pushes.insert(push_ref, PushWaiter::Reply(reply));
+                            Ok(())
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(PushError::Refused(e.clone())));
+                            Err(e)
+                        }
+                    },
+                    // Nobody waits for a cast's outcome, so the core does not track one.
+                    None => self.core.cast(now, channel, &event, payload),
+                };
+                if let Some(accepted) = accepted {
+                    let _ = accepted.send(result.map_err(PushError::Refused));
                 }
-                Err(e) => {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(PushError::Refused(e.clone())));
-                    }
-                    if let Some(accepted) = accepted {
-                        let _ = accepted.send(Err(PushError::Refused(e)));
-                    }
-                }
-            },
+            }
             Command::Leave { channel, reply } => match self.core.leave(now, channel) {
                 Ok(()) => {
                     self.leaves.insert(channel, reply);

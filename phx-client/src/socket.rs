@@ -880,12 +880,9 @@ impl<R> Channel<R> {
     }
 
     /// Fire and forget: pushes without waiting for a reply. Returns once the push is sent or
-    /// buffered; whatever the server answers is ignored.
-    ///
-    /// The core still tracks a cast like any push until its reply or timeout, as phoenix.js
-    /// does with every push: it counts toward the pending-push limit meanwhile, and one the
-    /// server never answers ends as [`Event::PushTimedOut`] in [`Socket::events`] (only the
-    /// caller is not told).
+    /// buffered (in order with the channel's other pushes); whatever the server answers is
+    /// dropped. Nothing tracks it afterwards: no timer, no pending slot, no outcome event (see
+    /// [`phx_proto::Socket::cast`]); a cast still buffered when the channel ends is dropped.
     ///
     /// # Errors
     /// [`PushError::Refused`], [`PushError::Serialize`], [`PushError::SocketClosed`].

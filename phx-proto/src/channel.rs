@@ -47,6 +47,8 @@ pub(crate) struct Buffered {
     pub(crate) ref_: u64,
     pub(crate) event: ByteStr,
     pub(crate) payload: Payload,
+    /// A push tracked to its outcome (pending, with a timer); `false` for a cast.
+    pub(crate) tracked: bool,
 }
 
 /// The parts of a channel that only exist while something is going on (a timer armed, pushes

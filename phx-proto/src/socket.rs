@@ -157,8 +157,13 @@ pub struct Socket {
     timers: Timers,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Refs of the latest casts sent, whose replies are dropped quietly.
+    recent_casts: VecDeque<u64>,
     stats: Stats,
 }
+
+/// How many cast refs [`Socket`] remembers.
+const RECENT_CASTS: usize = 64;
 
 impl Socket {
     /// A socket in the [`SocketState::Disconnected`] state; call [`Socket::connect`] to dial.
@@ -185,6 +190,7 @@ impl Socket {
             timers: Timers::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            recent_casts: VecDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -279,7 +285,7 @@ impl Socket {
             {
                 return Err(format!("{id}: join {r} is not pending"));
             }
-            for b in ch.buffer() {
+            for b in ch.buffer().filter(|b| b.tracked) {
                 let p = self.pending.get(&b.ref_).map(|p| (p.channel, p.kind));
                 if p != Some((id, PendingKind::User { sent: false })) {
                     return Err(format!("{id}: buffered push {} is {p:?}", b.ref_));
@@ -594,6 +600,39 @@ impl Socket {
         timeout: Option<Duration>,
     ) -> Result<PushRef, PushError> {
         self.tick(now);
+        self.send_push(channel, event, payload, Some(timeout))
+            .map(PushRef)
+    }
+
+    /// Pushes `event` with `payload` on a channel without tracking an outcome: fire and forget.
+    ///
+    /// Sent, or buffered, exactly like [`Socket::push`] (in order with the channel's pushes),
+    /// but no timer runs and no outcome event follows: a reply is dropped without a word, a
+    /// cast that cannot be sent (the channel ends first) is dropped with the buffer. It does not
+    /// count toward [`crate::ConfigBuilder::max_pending_pushes`].
+    ///
+    /// # Errors
+    /// As [`Socket::push`], except [`PushError::TooManyPending`].
+    pub fn cast(
+        &mut self,
+        now: Instant,
+        channel: ChannelId,
+        event: &str,
+        payload: Payload,
+    ) -> Result<(), PushError> {
+        self.tick(now);
+        self.send_push(channel, event, payload, None).map(drop)
+    }
+
+    /// A push (`timeout: Some`, tracked to its outcome) or a cast (`None`): sent now or
+    /// buffered. Returns its ref.
+    fn send_push(
+        &mut self,
+        channel: ChannelId,
+        event: &str,
+        payload: Payload,
+        timeout: Option<Option<Duration>>,
+    ) -> Result<u64, PushError> {
         let ch = self
             .channels
             .get(channel)
@@ -604,7 +643,8 @@ impl Socket {
         if event == PHX_JOIN.as_str() || event == PHX_LEAVE.as_str() {
             return Err(PushError::ReservedEvent(event.to_owned()));
         }
-        if self.pending_user >= self.config.max_pending_pushes {
+        let tracked = timeout.is_some();
+        if tracked && self.pending_user >= self.config.max_pending_pushes {
             return Err(PushError::TooManyPending {
                 limit: self.config.max_pending_pushes,
             });
@@ -615,7 +655,7 @@ impl Socket {
                 limit: self.config.send_buffer_capacity,
             });
         }
-        let timeout = timeout.unwrap_or(ch.timeout);
+        let timeout = timeout.map(|t| t.unwrap_or(ch.timeout));
         let event = ByteStr::from(event);
         let (topic, join_ref) = (ch.topic.clone(), ch.join_ref_str());
         let r = self.ref_counter + 1;
@@ -633,24 +673,30 @@ impl Socket {
             None
         };
         self.ref_counter = r;
-        let timer = self.arm(timeout, TimerKey::Pending(r));
-        self.pending_user += 1;
-        self.pending.insert(
-            r,
-            Pending {
-                channel,
-                kind: PendingKind::User {
-                    sent: frame.is_some(),
+        if let Some(timeout) = timeout {
+            let timer = self.arm(timeout, TimerKey::Pending(r));
+            self.pending_user += 1;
+            self.pending.insert(
+                r,
+                Pending {
+                    channel,
+                    kind: PendingKind::User {
+                        sent: frame.is_some(),
+                    },
+                    timer,
                 },
-                timer,
-            },
-        );
+            );
+        }
         let Some(ch) = self.channels.get_mut(channel) else {
-            return Ok(PushRef(r));
+            return Ok(r);
         };
         match frame {
             Some(frame) => {
-                ch.add_in_flight(r);
+                if tracked {
+                    ch.add_in_flight(r);
+                } else {
+                    self.note_cast(r);
+                }
                 self.send_frame(frame);
             }
             None => {
@@ -658,11 +704,21 @@ impl Socket {
                     ref_: r,
                     event,
                     payload,
+                    tracked,
                 });
                 self.buffered += 1;
             }
         }
-        Ok(PushRef(r))
+        Ok(r)
+    }
+
+    /// Remembers the ref of a cast just sent, so that a reply to it is dropped quietly rather
+    /// than reported as a reply to nothing. Only the latest few are kept.
+    fn note_cast(&mut self, r: u64) {
+        if self.recent_casts.len() == RECENT_CASTS {
+            self.recent_casts.pop_front();
+        }
+        self.recent_casts.push_back(r);
     }
 
     /// Leaves a channel. If the server holds it, sends `phx_leave` and completes on the reply,
@@ -1218,6 +1274,11 @@ impl Socket {
             (sent && topic_matches).then_some((r, p.channel, p.kind))
         });
         let Some((r, channel, kind)) = pending else {
+            if let Some(i) = r.and_then(|r| self.recent_casts.iter().position(|&c| c == r)) {
+                // The reply to a cast: nobody asked for it.
+                self.recent_casts.remove(i);
+                return;
+            }
             self.stats.unknown_refs += 1;
             self.events
                 .push_back(Event::Unexpected(Unexpected::UnknownRef {
@@ -1293,6 +1354,10 @@ impl Socket {
                     b.payload,
                 );
                 match self.encode(&msg) {
+                    Ok(frame) if !b.tracked => {
+                        self.note_cast(b.ref_);
+                        self.send_frame(frame);
+                    }
                     Ok(frame) => {
                         if let Some(p) = self.pending.get_mut(&b.ref_) {
                             p.kind = PendingKind::User { sent: true };

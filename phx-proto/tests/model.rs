@@ -19,6 +19,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (any::<u8>(), any::<bool>(), proptest::option::of(0u16..5000))
             .prop_map(|(slot, binary, timeout_ms)| Op::Push { slot, binary, timeout_ms }),
         2 => any::<u8>().prop_map(Op::Leave),
+        2 => any::<u8>().prop_map(Op::Cast),
         10 => (any::<u16>(), any::<u8>()).prop_map(|(idx, how)| Op::Answer { idx, how }),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(slot, stale)| Op::ServerError { slot, stale }),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(slot, stale)| Op::ServerClose { slot, stale }),

@@ -1172,6 +1172,93 @@ fn full_send_buffer_is_an_immediate_typed_error_and_changes_nothing() {
 }
 
 #[test]
+fn a_cast_is_sent_and_never_tracked() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.take_frames();
+    t.take_events();
+    t.s.cast(t.now, ch, "typing", Payload::empty()).unwrap();
+    t.drain();
+    assert_eq!(t.take_frames(), [r#"["1","2","room:lobby","typing",{}]"#]);
+    assert_eq!(t.s.stats().pushes_pending, 0);
+    // The server may answer it: dropped without a word. Or never: no timeout follows.
+    t.recv(&ok_reply("1", "2", "room:lobby", "{}"));
+    t.advance_to(60_000);
+    let ev = t.take_events();
+    assert!(
+        !ev.iter().any(|e| matches!(
+            e,
+            Event::Replied { .. }
+                | Event::PushTimedOut { .. }
+                | Event::PushFailed { .. }
+                | Event::Unexpected(_)
+        )),
+        "{ev:?}"
+    );
+    assert_eq!(t.s.stats().unknown_refs, 0);
+    // Casts do not use up the pending-push limit.
+    let mut t = T::with(config().max_pending_pushes(1));
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.push(ch, "tracked");
+    for _ in 0..3 {
+        t.s.cast(t.now, ch, "typing", Payload::empty()).unwrap();
+    }
+    assert_eq!(
+        t.s.push(t.now, ch, "another", Payload::empty(), None),
+        Err(PushError::TooManyPending { limit: 1 })
+    );
+}
+
+#[test]
+fn casts_wait_for_the_join_in_order_with_pushes_and_end_with_the_channel() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("room:lobby");
+    t.s.cast(t.now, ch, "first", Payload::empty()).unwrap();
+    let p = t.push(ch, "second");
+    t.s.cast(t.now, ch, "third", Payload::empty()).unwrap();
+    t.drain();
+    assert_eq!(t.s.stats().pushes_buffered, 3);
+    t.take_frames();
+    t.recv(&ok_reply("1", "1", "room:lobby", "{}"));
+    assert_eq!(
+        t.take_frames(),
+        [
+            r#"["1","2","room:lobby","first",{}]"#,
+            r#"["1","3","room:lobby","second",{}]"#,
+            r#"["1","4","room:lobby","third",{}]"#,
+        ]
+    );
+    assert_eq!(t.s.stats().pushes_pending, 1, "only the push is tracked");
+    t.recv(&ok_reply("1", "3", "room:lobby", "{}"));
+    assert!(
+        t.take_events()
+            .iter()
+            .any(|e| matches!(e, Event::Replied { push_ref, .. } if *push_ref == p))
+    );
+    // A cast still buffered when the channel ends goes with it, silently.
+    let other = t.join("room:other");
+    t.s.cast(t.now, other, "lost", Payload::empty()).unwrap();
+    t.take_events();
+    t.recv(&reply(
+        "5",
+        "5",
+        "room:other",
+        "error",
+        r#"{"reason":"no"}"#,
+    ));
+    let ev = t.take_events();
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::PushFailed { .. })),
+        "{ev:?}"
+    );
+    assert_eq!(t.s.stats().pushes_buffered, 0);
+    assert!(!t.take_frames().iter().any(|f| f.contains("lost")));
+}
+
+#[test]
 fn push_timeout_fires_and_a_late_reply_is_reported_unexpected() {
     let mut t = T::new();
     t.open();

@@ -37,6 +37,8 @@ pub enum Op {
         binary: bool,
         timeout_ms: Option<u16>,
     },
+    /// A cast (fire and forget) on the channel in a slot.
+    Cast(u8),
     Leave(u8),
     /// The server answers the `idx`-th unanswered client request: 0 ok, 1 error, 2 custom status.
     Answer {
@@ -236,6 +238,11 @@ impl Driver {
                     {
                         return Err(format!("push ref {r} issued twice"));
                     }
+                }
+            }
+            Op::Cast(i) => {
+                if let Some(ch) = self.slot(*i) {
+                    let _ = self.socket.cast(now, ch, "cast", Payload::empty());
                 }
             }
             Op::Leave(i) => {

@@ -564,6 +564,38 @@ pub async fn connect_params_and_token_follow_updates_and_callbacks<R: Runtime + 
     token.disconnect().await.unwrap();
 }
 
+/// A cast is fire and forget: nothing is pending after it, and a cast the server never
+/// answers produces no timeout, even well past the push timeout.
+pub async fn a_cast_is_not_tracked<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = builder::<R>(&h).timeout(MS(100)).connect().await.unwrap();
+    let mut events = socket.events();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    lobby.cast("noreply", &json!({})).await.unwrap();
+    lobby
+        .cast("ping", &json!({"answered": true}))
+        .await
+        .unwrap();
+    assert_eq!(socket.stats().await.unwrap().pushes_pending, 0);
+    sleep::<R>(MS(300)).await;
+    while let Some(Some(Ok(e))) = futures::select_biased! {
+        e = events.next().fuse() => Some(e),
+        () = sleep::<R>(MS(50)).fuse() => None,
+    } {
+        assert!(
+            !matches!(e, Event::PushTimedOut { .. } | Event::Unexpected(_)),
+            "{e:?}"
+        );
+    }
+    let stats = socket.stats().await.unwrap();
+    assert_eq!(
+        (stats.push_timeouts, stats.unknown_refs),
+        (0, 0),
+        "{stats:?}"
+    );
+    assert!(lobby.push("ping", &json!({})).await.unwrap().is_ok());
+}
+
 /// Binary frames: push → binary reply, binary server push, binary broadcast.
 pub async fn binary_push_reply_and_broadcast<R: Runtime + Default>() {
     let h = BackgroundServer::start(ServerConfig::default());
@@ -1222,6 +1254,7 @@ macro_rules! conformance_suite {
             auth_token_and_refusal,
             credentials_are_refreshed_on_every_connect,
             connect_params_and_token_follow_updates_and_callbacks,
+            a_cast_is_not_tracked,
             binary_push_reply_and_broadcast,
             v1_serializer,
             slow_reader_gets_explicit_lag,
