@@ -127,6 +127,11 @@ impl T {
         id
     }
 
+    fn cast(&mut self, ch: ChannelId, event: &str) {
+        self.s.cast(self.now, ch, event, Payload::empty()).unwrap();
+        self.drain();
+    }
+
     fn push(&mut self, ch: ChannelId, event: &str) -> PushRef {
         let r = self
             .s
@@ -1178,8 +1183,7 @@ fn a_cast_is_sent_and_never_tracked() {
     let ch = t.joined("room:lobby");
     t.take_frames();
     t.take_events();
-    t.s.cast(t.now, ch, "typing", Payload::empty()).unwrap();
-    t.drain();
+    t.cast(ch, "typing");
     assert_eq!(t.take_frames(), [r#"["1","2","room:lobby","typing",{}]"#]);
     assert_eq!(t.s.stats().pushes_pending, 0);
     // The server may answer it: dropped without a word. Or never: no timeout follows.
@@ -1203,7 +1207,7 @@ fn a_cast_is_sent_and_never_tracked() {
     let ch = t.joined("room:lobby");
     t.push(ch, "tracked");
     for _ in 0..3 {
-        t.s.cast(t.now, ch, "typing", Payload::empty()).unwrap();
+        t.cast(ch, "typing");
     }
     assert_eq!(
         t.s.push(t.now, ch, "another", Payload::empty(), None),
@@ -1216,10 +1220,9 @@ fn casts_wait_for_the_join_in_order_with_pushes_and_end_with_the_channel() {
     let mut t = T::new();
     t.open();
     let ch = t.join("room:lobby");
-    t.s.cast(t.now, ch, "first", Payload::empty()).unwrap();
+    t.cast(ch, "first");
     let p = t.push(ch, "second");
-    t.s.cast(t.now, ch, "third", Payload::empty()).unwrap();
-    t.drain();
+    t.cast(ch, "third");
     assert_eq!(t.s.stats().pushes_buffered, 3);
     t.take_frames();
     t.recv(&ok_reply("1", "1", "room:lobby", "{}"));
@@ -1240,7 +1243,7 @@ fn casts_wait_for_the_join_in_order_with_pushes_and_end_with_the_channel() {
     );
     // A cast still buffered when the channel ends goes with it, silently.
     let other = t.join("room:other");
-    t.s.cast(t.now, other, "lost", Payload::empty()).unwrap();
+    t.cast(other, "lost");
     t.take_events();
     t.recv(&reply(
         "5",
