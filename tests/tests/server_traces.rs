@@ -178,6 +178,7 @@ fn replay(trace: &Trace) -> Replay {
                 let req = ConnectRequest {
                     target: target.clone(),
                     protocols: protocols.clone(),
+                    headers: Vec::new(),
                 };
                 connect_result = Some(r.server.handle_connect(r.now, RECORDED, &req));
             }

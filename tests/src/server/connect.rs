@@ -16,6 +16,8 @@ pub struct ConnectRequest {
     pub target: String,
     /// The `Sec-WebSocket-Protocol` header value, if sent (several headers joined with `,`).
     pub protocols: Option<String>,
+    /// The other headers, names in lower case, in the order sent.
+    pub headers: Vec<(String, String)>,
 }
 
 impl ConnectRequest {
@@ -24,6 +26,7 @@ impl ConnectRequest {
         Self {
             target: target.into(),
             protocols: None,
+            headers: Vec::new(),
         }
     }
 
@@ -69,9 +72,19 @@ pub struct ConnectInfo {
     pub params: BTreeMap<String, Param>,
     /// The token from `Sec-WebSocket-Protocol`, decoded.
     pub auth_token: Option<Vec<u8>>,
+    /// The request's other headers, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 impl ConnectInfo {
+    /// A header's value (`name` in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// A string parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
         match self.params.get(name) {
@@ -119,7 +132,11 @@ pub(super) fn check(config: &ServerConfig, req: &ConnectRequest) -> Result<Accep
         Some(Param::Str(v)) => negotiate(v).ok_or(Refused { status: 403 })?,
         Some(Param::Nested) => return Err(Refused { status: 403 }),
     };
-    let info = ConnectInfo { params, auth_token };
+    let info = ConnectInfo {
+        params,
+        auth_token,
+        headers: req.headers.clone(),
+    };
     let ok = match &config.auth {
         ConnectAuth::AcceptAll => true,
         ConnectAuth::Secret(secret) => {
@@ -358,6 +375,7 @@ mod tests {
         let req = ConnectRequest {
             target: target.to_owned(),
             protocols: protocols.map(str::to_owned),
+            headers: Vec::new(),
         };
         check(&ServerConfig::default(), &req)
     }

@@ -527,7 +527,8 @@ async fn read_head(stream: &mut Box<dyn Io>) -> Option<Vec<u8>> {
     }
 }
 
-/// The request target and the `Sec-WebSocket-Protocol` values of a request head.
+/// The request target, the `Sec-WebSocket-Protocol` values and the other headers of a
+/// request head.
 fn parse_head(head: &[u8]) -> Option<ConnectRequest> {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
@@ -535,6 +536,7 @@ fn parse_head(head: &[u8]) -> Option<ConnectRequest> {
     let _method = request_line.next()?;
     let target = request_line.next()?.to_owned();
     let mut protocols: Option<String> = None;
+    let mut headers = Vec::new();
     for line in lines {
         if line.is_empty() {
             break;
@@ -542,15 +544,21 @@ fn parse_head(head: &[u8]) -> Option<ConnectRequest> {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        if name.trim().eq_ignore_ascii_case("sec-websocket-protocol") {
-            let value = value.trim();
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        if name == "sec-websocket-protocol" {
             protocols = Some(match protocols {
                 Some(prev) => format!("{prev},{value}"),
                 None => value.to_owned(),
             });
+        } else {
+            headers.push((name, value.to_owned()));
         }
     }
-    Some(ConnectRequest { target, protocols })
+    Some(ConnectRequest {
+        target,
+        protocols,
+        headers,
+    })
 }
 
 fn error_response(status: u16) -> ErrorResponse {

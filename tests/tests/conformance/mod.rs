@@ -470,7 +470,12 @@ pub async fn credentials_are_refreshed_on_every_connect<R: Runtime + Default>() 
 /// `set_auth_token`) and the synchronous callbacks (`params_with`, `auth_token_with`), which
 /// are called again before every connect: nothing stale is replayed on a reconnect.
 pub async fn connect_params_and_token_follow_updates_and_callbacks<R: Runtime + Default>() {
-    type Seen = (Option<String>, Option<String>, Option<String>);
+    type Seen = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let seen: Arc<std::sync::Mutex<Vec<Seen>>> = Arc::default();
     let log = seen.clone();
     let h = BackgroundServer::start(ServerConfig {
@@ -483,6 +488,7 @@ pub async fn connect_params_and_token_follow_updates_and_callbacks<R: Runtime + 
                 info.param("who").map(str::to_owned),
                 info.param("v").map(str::to_owned),
                 token,
+                info.header("x-client").map(str::to_owned),
             ));
             true
         })),
@@ -492,8 +498,16 @@ pub async fn connect_params_and_token_follow_updates_and_callbacks<R: Runtime + 
         seen.lock()
             .unwrap()
             .iter()
-            .filter(|(w, _, _)| w.as_deref() == Some(who))
-            .map(|(_, v, t)| (v.clone(), t.clone()))
+            .filter(|(w, ..)| w.as_deref() == Some(who))
+            .map(|(_, v, t, _)| (v.clone(), t.clone()))
+            .collect()
+    };
+    let headers_of = |who: &str| -> Vec<Option<String>> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(w, ..)| w.as_deref() == Some(who))
+            .map(|(.., x)| x.clone())
             .collect()
     };
     let fast = |b: Builder<R>| {
@@ -518,6 +532,7 @@ pub async fn connect_params_and_token_follow_updates_and_callbacks<R: Runtime + 
         .param("who", "updated")
         .param("v", "1")
         .auth_token("t1")
+        .header("X-Client", "phx-conformance")
         .connect()
         .await
         .unwrap();
@@ -527,6 +542,11 @@ pub async fn connect_params_and_token_follow_updates_and_callbacks<R: Runtime + 
     assert_eq!(
         seen_by("updated"),
         [(Some(s("1")), Some(s("t1"))), (Some(s("2")), Some(s("t2")))]
+    );
+    // A header given to the builder goes with every upgrade request.
+    assert_eq!(
+        headers_of("updated"),
+        [Some(s("phx-conformance")), Some(s("phx-conformance"))]
     );
     updated.disconnect().await.unwrap();
 
@@ -546,6 +566,7 @@ pub async fn connect_params_and_token_follow_updates_and_callbacks<R: Runtime + 
         seen_by("params"),
         [(Some(s("p0")), None), (Some(s("p1")), None)]
     );
+    assert_eq!(headers_of("params"), [None, None], "no header was given");
     params.disconnect().await.unwrap();
 
     let calls = Arc::new(AtomicUsize::new(0));
