@@ -157,6 +157,16 @@ impl Channel {
         r.map(NonZeroU64::get)
     }
 
+    /// Gives up the join in flight, if any, and returns its ref. The channel no longer owns that
+    /// join (phoenix.js resets the join push, so its join ref becomes null): whatever the server
+    /// still sends under it, a late reply or the `phx_close` answering a cancelling leave, is
+    /// stale.
+    pub(crate) fn abandon_join(&mut self) -> Option<u64> {
+        let r = self.take_join_push()?;
+        self.join_ref = None;
+        Some(r)
+    }
+
     /// The ref of the leave in flight, if any.
     pub(crate) fn leave_ref(&self) -> Option<u64> {
         self.busy

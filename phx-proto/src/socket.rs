@@ -1154,10 +1154,10 @@ impl Socket {
         if !matches!(ch.state, ChannelState::Joining | ChannelState::Errored) {
             return;
         }
-        let timed_out = ch.take_join_push();
+        let old_join_ref = ch.join_ref_str();
+        let timed_out = ch.abandon_join();
         let ever_joined = ch.ever_joined;
         let (topic, timeout) = (ch.topic.clone(), ch.timeout);
-        let old_join_ref = ch.join_ref_str();
         if let Some(r) = timed_out {
             self.pending.remove(&r);
             // Undo a join the server may still complete late (as phoenix.js does).
@@ -1174,12 +1174,6 @@ impl Socket {
                     },
                 );
                 self.send_frame(frame);
-            }
-            // The abandoned join is no longer the channel's: whatever the server still sends
-            // under it (its late reply, the phx_close answering the leave) is stale, as in
-            // phoenix.js, where the join push is reset and the join ref becomes null.
-            if let Some(ch) = self.channels.get_mut(id) {
-                ch.join_ref = None;
             }
         }
         if ever_joined {
@@ -1426,22 +1420,12 @@ impl Socket {
                     self.finish_leave(leaving, msg.event == PHX_CLOSE);
                 } else {
                     // A message of the channel being left: no longer delivered, still counted.
-                    self.stats.stale += 1;
-                    self.events.push_back(Event::Unexpected(Unexpected::Stale {
-                        channel: leaving,
-                        event: msg.event,
-                    }));
+                    self.report_stale(leaving, msg.event);
                 }
                 return;
             }
             match current {
-                Some(channel) => {
-                    self.stats.stale += 1;
-                    self.events.push_back(Event::Unexpected(Unexpected::Stale {
-                        channel,
-                        event: msg.event,
-                    }));
-                }
+                Some(channel) => self.report_stale(channel, msg.event),
                 None => {
                     self.stats.unknown_topics += 1;
                     self.events
@@ -1467,11 +1451,7 @@ impl Socket {
                 self.channel_errored(id, ChannelError::Server(msg.payload));
             } else {
                 // Already errored (or leaving): nothing more to break, but it is reported.
-                self.stats.stale += 1;
-                self.events.push_back(Event::Unexpected(Unexpected::Stale {
-                    channel: id,
-                    event: msg.event,
-                }));
+                self.report_stale(id, msg.event);
             }
         } else if state == ChannelState::Joined {
             if self.feed_presence(id, &msg) {
@@ -1490,6 +1470,13 @@ impl Socket {
                     event: msg.event,
                 }));
         }
+    }
+
+    /// Counts and reports a message the channel no longer acts on.
+    fn report_stale(&mut self, channel: ChannelId, event: ByteStr) {
+        self.stats.stale += 1;
+        self.events
+            .push_back(Event::Unexpected(Unexpected::Stale { channel, event }));
     }
 
     /// Feeds a presence message to the channel's view; whether it was one.
@@ -1524,10 +1511,8 @@ impl Socket {
         let Some(ch) = self.channels.get_mut(id) else {
             return;
         };
-        if let Some(r) = ch.take_join_push() {
+        if let Some(r) = ch.abandon_join() {
             self.pending.remove(&r);
-            // A join broken while in flight is abandoned: its ref is stale from now on.
-            ch.join_ref = None;
         }
         ch.state = ChannelState::Errored;
         let ever_joined = ch.ever_joined;
