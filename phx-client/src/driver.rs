@@ -146,7 +146,7 @@ impl ChannelEntry {
     }
 
     fn reload(&mut self, version: u64) {
-        let subs = self.shared.extra().map(|b| *b).unwrap_or_default();
+        let subs = self.shared.extra();
         self.cache = Some(Box::new(SubsCache { subs, version }));
     }
 

@@ -740,8 +740,13 @@ pub(crate) struct ChannelShared {
 
 impl ChannelShared {
     /// A copy of the extra subscribers.
-    pub(crate) fn extra(&self) -> Option<Box<ExtraSubs>> {
-        self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    pub(crate) fn extra(&self) -> ExtraSubs {
+        self.extra
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref()
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn add_extra(&self, add: impl FnOnce(&mut ExtraSubs)) {
