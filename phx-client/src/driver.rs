@@ -195,6 +195,8 @@ struct State<R: Runtime> {
     events_cache: Vec<Weak<Inbox<Event>>>,
     events_version: u64,
     wake: Vec<Waker>,
+    /// Where small received frames are copied (see [`transport::FrameArena`]).
+    arena: transport::FrameArena,
     /// Messages for `batch_channel`'s stream, queued in one go by `flush_messages`.
     batch: Vec<Message>,
     batch_channel: Option<ChannelId>,
@@ -238,6 +240,7 @@ impl<R: Runtime> Driver<R> {
                 events_cache: Vec::new(),
                 events_version: u64::MAX,
                 wake: Vec::new(),
+                arena: transport::FrameArena::default(),
                 batch: Vec::new(),
                 batch_channel: None,
                 shutting_down: false,
@@ -312,7 +315,7 @@ impl<R: Runtime> State<R> {
                         ended = Some((id, transport::close_frame(frame)));
                         break;
                     }
-                    if let Some(frame) = transport::from_ws(msg) {
+                    if let Some(frame) = transport::from_ws(msg, &mut self.arena) {
                         trace!(len = frame.len(), "frame in");
                         if let Err(e) = self.core.handle_frame(now, id, frame) {
                             debug!(error = %e, "ignored a malformed frame");
@@ -331,10 +334,14 @@ impl<R: Runtime> State<R> {
                     ));
                     break;
                 }
-                Poll::Pending => break,
+                Poll::Pending => {
+                    self.arena.release();
+                    break;
+                }
             }
         }
         if let Some((id, reason)) = ended {
+            self.arena.release();
             if self.conn.as_ref().is_some_and(|c| c.id == id) {
                 self.conn = None;
             }
