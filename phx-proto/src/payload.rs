@@ -36,6 +36,12 @@ impl ByteStr {
         }
     }
 
+    /// Wraps bytes the codec's scanner has already found to be ASCII.
+    pub(crate) fn from_ascii(bytes: Bytes) -> Self {
+        debug_assert!(bytes.is_ascii());
+        Self(bytes)
+    }
+
     /// Wraps bytes that are ASCII (so UTF-8) without the general UTF-8 check: envelope fields
     /// are short, and `is_ascii` costs a fraction of `from_utf8`'s call. Anything else goes
     /// through [`ByteStr::from_utf8`].

@@ -21,12 +21,13 @@ pub(crate) struct Scanner<'a> {
     pos: usize,
 }
 
-/// The end of the run of plain string bytes (not `"`, `\\` or a control character) starting at
-/// `pos`. Eight bytes at a time: a byte needs attention when it equals `"` or `\\`, or is below
-/// 0x20, which the classic "has a zero byte" bit trick finds for a whole word. The borrows of
-/// that trick only run upwards, so the lowest flagged byte is exact.
+/// The end of the run of plain string bytes (not `"`, `\\` or a control character; with
+/// `ASCII`, not 0x80 or above either) starting at `pos`. Eight bytes at a time: a byte needs
+/// attention when it equals `"` or `\\`, or is below 0x20, which the classic "has a zero byte"
+/// bit trick finds for a whole word. The borrows of that trick only run upwards, so the lowest
+/// flagged byte is exact.
 #[inline]
-fn plain_run(buf: &[u8], mut pos: usize) -> usize {
+fn run<const ASCII: bool>(buf: &[u8], mut pos: usize) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = buf.get(pos..pos + 8) {
@@ -36,17 +37,20 @@ fn plain_run(buf: &[u8], mut pos: usize) -> usize {
         let v = u64::from_le_bytes(bytes);
         let quote = v ^ (LO * u64::from(b'"'));
         let backslash = v ^ (LO * u64::from(b'\\'));
-        let flags = (quote.wrapping_sub(LO) & !quote
+        let mut flags = quote.wrapping_sub(LO) & !quote
             | backslash.wrapping_sub(LO) & !backslash
-            | v.wrapping_sub(LO * 0x20) & !v)
-            & HI;
+            | v.wrapping_sub(LO * 0x20) & !v;
+        if ASCII {
+            flags |= v;
+        }
+        let flags = flags & HI;
         if flags != 0 {
             return pos + (flags.trailing_zeros() / 8) as usize;
         }
         pos += 8;
     }
     while let Some(&b) = buf.get(pos) {
-        if b == b'"' || b == b'\\' || b < 0x20 {
+        if b == b'"' || b == b'\\' || b < 0x20 || (ASCII && b >= 0x80) {
             break;
         }
         pos += 1;
@@ -183,6 +187,22 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Reads the string that starts here (on its `"`) if it is plain ASCII: no escape, no
+    /// control character, no byte above 0x7f, as envelope fields almost always are. Returns
+    /// the range of its contents; `None` leaves the position alone for [`Scanner::string`].
+    #[inline]
+    pub(crate) fn ascii_string(&mut self) -> Option<(usize, usize)> {
+        debug_assert_eq!(self.buf.get(self.pos), Some(&b'"'));
+        let start = self.pos + 1;
+        let end = run::<true>(self.buf, start);
+        if self.buf.get(end) == Some(&b'"') {
+            self.pos = end + 1;
+            Some((start, end))
+        } else {
+            None
+        }
+    }
+
     /// Reads a string starting at the next non-space byte, which must be `"`.
     #[inline]
     pub(crate) fn string(&mut self) -> Result<StrSpan, DecodeError> {
@@ -194,7 +214,7 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         loop {
             // Fast path: run over plain bytes.
-            self.pos = plain_run(self.buf, self.pos);
+            self.pos = run::<false>(self.buf, self.pos);
             match self.buf.get(self.pos) {
                 Some(b'"') => {
                     let end = self.pos;
@@ -536,12 +556,12 @@ mod tests {
 }
 
 #[cfg(test)]
-mod plain_run_tests {
-    use super::plain_run;
+mod run_tests {
+    use super::run;
 
-    fn naive(buf: &[u8], mut pos: usize) -> usize {
+    fn naive(buf: &[u8], mut pos: usize, ascii: bool) -> usize {
         while let Some(&b) = buf.get(pos) {
-            if b == b'"' || b == b'\\' || b < 0x20 {
+            if b == b'"' || b == b'\\' || b < 0x20 || (ascii && b >= 0x80) {
                 break;
             }
             pos += 1;
@@ -552,7 +572,7 @@ mod plain_run_tests {
     #[test]
     fn word_at_a_time_scan_matches_the_byte_loop() {
         // Every special byte at every offset of a word, after runs of plain ASCII, UTF-8 and
-        // high bytes, from every start.
+        // high bytes, from every start; with and without stopping at non-ASCII bytes.
         let fillers: [&[u8]; 4] = [
             b"abcdefghijklmnopqrstu",
             "héllo wörld ✓✓".as_bytes(),
@@ -560,22 +580,25 @@ mod plain_run_tests {
             b" ",
         ];
         for filler in fillers {
-            for special in [b'"', b'\\', 0x00, 0x1f, 0x0a] {
+            for special in [b'"', b'\\', 0x00, 0x1f, 0x0a, 0x80, 0xc3, 0xff] {
                 for at in 0..20 {
                     let mut buf: Vec<u8> = filler.iter().cycle().take(at).copied().collect();
                     buf.push(special);
                     buf.extend_from_slice(b"tail\"");
                     for start in 0..buf.len() {
+                        let what = format!("{buf:?} from {start}");
                         assert_eq!(
-                            plain_run(&buf, start),
-                            naive(&buf, start),
-                            "{buf:?} from {start}"
+                            run::<false>(&buf, start),
+                            naive(&buf, start, false),
+                            "{what}"
                         );
+                        assert_eq!(run::<true>(&buf, start), naive(&buf, start, true), "{what}");
                     }
                 }
             }
             let plain: Vec<u8> = filler.iter().cycle().take(37).copied().collect();
-            assert_eq!(plain_run(&plain, 0), plain.len());
+            assert_eq!(run::<false>(&plain, 0), plain.len());
+            assert_eq!(run::<true>(&plain, 0), naive(&plain, 0, true));
         }
     }
 }

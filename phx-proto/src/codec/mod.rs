@@ -404,6 +404,9 @@ fn string_field(
             offset: s.pos(),
         });
     }
+    if let Some((a, b)) = s.ascii_string() {
+        return Ok(ByteStr::from_ascii(frame.slice(a..b)));
+    }
     let span = s.string()?;
     str_field(frame, span, field)
 }
@@ -420,6 +423,9 @@ fn opt_string_field(
             Ok(None)
         }
         Some(b'"') => {
+            if let Some((a, b)) = s.ascii_string() {
+                return Ok(Some(ByteStr::from_ascii(frame.slice(a..b))));
+            }
             let span = s.string()?;
             str_field(frame, span, field).map(Some)
         }
