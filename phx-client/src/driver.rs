@@ -22,7 +22,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error as WsError, Message as WsMessage};
 
 use crate::error::{ConnectError, JoinError, LeaveError, PushError};
-use crate::inbox::Inbox;
+use crate::inbox::{Batch, Inbox};
 use crate::runtime::Runtime;
 use crate::socket::{ChannelShared, Credentials, ExtraSubs, Options, Registry, Reply, Subscriber};
 use crate::tls::TlsConnector;
@@ -198,7 +198,7 @@ struct State<R: Runtime> {
     /// Where small received frames are copied (see [`transport::FrameArena`]).
     arena: transport::FrameArena,
     /// Messages for `batch_channel`'s stream, queued in one go by `flush_messages`.
-    batch: Vec<Message>,
+    batch: Batch<Message>,
     batch_channel: Option<ChannelId>,
     shutting_down: bool,
 }
@@ -241,7 +241,7 @@ impl<R: Runtime> Driver<R> {
                 events_version: u64::MAX,
                 wake: Vec::new(),
                 arena: transport::FrameArena::default(),
-                batch: Vec::new(),
+                batch: Batch::default(),
                 batch_channel: None,
                 shutting_down: false,
             }),
@@ -846,7 +846,7 @@ impl<R: Runtime> State<R> {
         };
         match self.channels.get(&channel) {
             Some(entry) => {
-                if let Some(w) = entry.shared.inbox.push_all(self.batch.drain(..)) {
+                if let Some(w) = entry.shared.inbox.push_batch(&mut self.batch) {
                     self.wake.push(w);
                 }
             }

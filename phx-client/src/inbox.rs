@@ -38,6 +38,27 @@ struct State<T> {
     waker: Option<Waker>,
 }
 
+/// Items a producer gathers for one inbox, to hand over in one go with [`Inbox::push_batch`].
+/// Holds only items; lag markers are the inbox's to place.
+#[derive(Debug)]
+pub(crate) struct Batch<T>(VecDeque<Slot<T>>);
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Self(VecDeque::new())
+    }
+}
+
+impl<T> Batch<T> {
+    pub(crate) fn push(&mut self, item: T) {
+        self.0.push_back(Slot::Item(item));
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// The shared queue. The driver holds it weakly or strongly, the consumer through a
 /// [`Receiver`] (either on its own, or inside the structure that owns it: see [`Source`]).
 #[derive(Debug)]
@@ -92,15 +113,25 @@ impl<T> Inbox<T> {
         s.waker.take()
     }
 
-    /// Queues every item of `items` under one lock, counting those past the capacity as lost.
-    /// Returns the consumer's waker if it was waiting.
-    pub(crate) fn push_all(&self, items: impl Iterator<Item = T>) -> Option<Waker> {
+    /// Queues every item of `batch` under one lock, counting those past the capacity as lost,
+    /// and leaves `batch` empty. When the queue is empty (the consumer keeps up) and the batch
+    /// fits, the two trade places instead of moving each item. Returns the consumer's waker if
+    /// it was waiting.
+    pub(crate) fn push_batch(&self, batch: &mut Batch<T>) -> Option<Waker> {
         let mut s = self.lock();
         if s.closed {
+            batch.0.clear();
             return None;
         }
-        for item in items {
-            s.push(item);
+        if s.queue.is_empty() && batch.0.len() <= s.capacity as usize {
+            std::mem::swap(&mut s.queue, &mut batch.0);
+            s.items = s.queue.len() as u32;
+        } else {
+            for slot in batch.0.drain(..) {
+                if let Slot::Item(item) = slot {
+                    s.push(item);
+                }
+            }
         }
         s.waker.take()
     }
@@ -243,10 +274,46 @@ mod tests {
         let inbox = Inbox::new(3);
         let mut rx = Receiver::new(inbox.clone());
         inbox.push(0);
-        assert!(inbox.push_all(1..6).is_none());
+        let mut batch = Batch::default();
+        for i in 1..6 {
+            batch.push(i);
+        }
+        assert!(inbox.push_batch(&mut batch).is_none());
+        assert!(batch.0.is_empty());
         inbox.close();
         let got: Vec<_> = block_on(rx.by_ref().collect::<Vec<_>>());
         assert_eq!(got, [Ok(0), Ok(1), Ok(2), Err(Lagged(3))]);
+    }
+
+    #[test]
+    fn a_batch_handed_to_an_empty_queue_respects_capacity_and_order() {
+        let inbox = Inbox::new(3);
+        let mut rx = Receiver::new(inbox.clone());
+        let mut batch = Batch::default();
+        for round in 0..3 {
+            // Fits in an empty queue: traded whole, and counted against the capacity.
+            batch.push(round * 10);
+            batch.push(round * 10 + 1);
+            inbox.push_batch(&mut batch);
+            assert!(batch.0.is_empty());
+            assert_eq!(rx.len(), 2);
+            inbox.push(round * 10 + 2);
+            inbox.push(round * 10 + 3);
+            let got: Vec<_> = (0..3).map(|_| block_on(rx.next()).unwrap()).collect();
+            assert_eq!(
+                got,
+                [Ok(round * 10), Ok(round * 10 + 1), Ok(round * 10 + 2)]
+            );
+            assert_eq!(block_on(rx.next()), Some(Err(Lagged(1))));
+        }
+        // Larger than the capacity: pushed one by one, the rest counted.
+        for i in 0..5 {
+            batch.push(i);
+        }
+        inbox.push_batch(&mut batch);
+        inbox.close();
+        let got: Vec<_> = block_on(rx.collect::<Vec<_>>());
+        assert_eq!(got, [Ok(0), Ok(1), Ok(2), Err(Lagged(2))]);
     }
 
     #[test]
