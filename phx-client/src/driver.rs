@@ -335,7 +335,7 @@ impl<R: Runtime> State<R> {
                     break;
                 }
                 Poll::Pending => {
-                    self.arena.release();
+                    self.arena.dry();
                     break;
                 }
             }

@@ -1,6 +1,8 @@
 //! Turning the core's connect orders into tungstenite requests, and tungstenite's results into
 //! core inputs. Shared by every runtime.
 
+use std::collections::VecDeque;
+
 use bytes::{Bytes, BytesMut};
 use phx_proto::{CloseReason, ConnectRequest, Frame};
 use tungstenite::client::IntoClientRequest;
@@ -100,9 +102,19 @@ pub(crate) fn from_ws(msg: WsMessage, arena: &mut FrameArena) -> Option<Frame> {
 /// (60,000 instead of 10,000 for a million 125-byte frames). Copying small frames into chunks
 /// of our own leaves tungstenite's buffer free to reuse at the price of one short `memcpy`.
 /// Large frames are passed through: tungstenite gives each its own allocation anyway.
+///
+/// A full chunk is retired; once every frame in a retired chunk has been dropped, the chunk is
+/// filled again, so a steady stream runs on a few warm chunks rather than fresh memory (each
+/// fresh chunk cost its page faults).
+///
+/// When the connection runs dry after only a few frames, the arena lets go of its chunks, so
+/// a quiet socket holds none; after a burst it keeps them warm for the next read.
 #[derive(Debug, Default)]
 pub(crate) struct FrameArena {
-    chunk: BytesMut,
+    chunk: Option<BytesMut>,
+    retired: VecDeque<BytesMut>,
+    /// Frames copied since the connection last ran dry.
+    since_dry: usize,
 }
 
 impl FrameArena {
@@ -110,24 +122,56 @@ impl FrameArena {
     const MAX_COPY: usize = 4 * 1024;
     /// The size of a chunk.
     const CHUNK: usize = 16 * 1024;
+    /// Retired chunks kept for reuse.
+    const RETIRED: usize = 4;
 
     /// `frame`'s bytes, in the arena when small.
     pub(crate) fn keep(&mut self, frame: Bytes) -> Bytes {
         if frame.len() > Self::MAX_COPY {
             return frame;
         }
-        if self.chunk.capacity() - self.chunk.len() < frame.len() {
-            // The full chunk lives on in the messages that point into it.
-            self.chunk = BytesMut::with_capacity(Self::CHUNK);
+        self.since_dry += 1;
+        let room = self.chunk.as_ref().map_or(0, |c| c.capacity() - c.len());
+        if room < frame.len() {
+            self.next_chunk();
         }
-        self.chunk.extend_from_slice(&frame);
-        self.chunk.split().freeze()
+        let chunk = self.chunk.get_or_insert_with(BytesMut::new);
+        chunk.extend_from_slice(&frame);
+        chunk.split().freeze()
     }
 
-    /// Lets go of the current chunk (when the connection is idle), so an idle socket holds no
-    /// chunk of its own.
+    /// Retires the current chunk (it lives on in the frames that point into it) and takes the
+    /// oldest retired one if all of its frames are gone, or a new one.
+    fn next_chunk(&mut self) {
+        let reclaimed = if self.retired.len() >= Self::RETIRED {
+            self.retired
+                .pop_front()
+                .and_then(|mut oldest| oldest.try_reclaim(Self::CHUNK).then_some(oldest))
+        } else {
+            None
+        };
+        let next = reclaimed.unwrap_or_else(|| BytesMut::with_capacity(Self::CHUNK));
+        if let Some(full) = self.chunk.replace(next) {
+            self.retired.push_back(full);
+        }
+    }
+
+    /// Frames since the connection last ran dry below which it counts as quiet.
+    const BUSY: usize = 64;
+
+    /// The connection has nothing more to read for now: a quiet one gives its chunks back.
+    pub(crate) fn dry(&mut self) {
+        if self.since_dry < Self::BUSY {
+            self.release();
+        }
+        self.since_dry = 0;
+    }
+
+    /// Lets go of every chunk (the connection is quiet or gone). Chunks live on in the frames
+    /// that point into them.
     pub(crate) fn release(&mut self) {
-        self.chunk = BytesMut::new();
+        self.chunk = None;
+        self.retired.clear();
     }
 }
 
@@ -176,12 +220,59 @@ mod tests {
         let large = read_buffer.slice(0..FrameArena::MAX_COPY + 1);
         assert_eq!(arena.keep(large.clone()).as_ptr(), large.as_ptr());
         arena.release();
-        assert_eq!(
-            arena.chunk.capacity(),
-            0,
+        assert!(
+            arena.chunk.is_none() && arena.retired.is_empty(),
             "an idle connection holds no chunk"
         );
         assert_eq!(kept, small, "released chunks live on in their frames");
+    }
+
+    #[test]
+    fn a_retired_chunk_is_refilled_once_its_frames_are_gone_and_never_while_one_lives() {
+        let frame = |b: u8| Bytes::from(vec![b; FrameArena::MAX_COPY]);
+        let per_chunk = FrameArena::CHUNK / FrameArena::MAX_COPY;
+        let mut arena = FrameArena::default();
+        // Chunk 0 keeps one frame alive; every other frame is dropped at once.
+        let held = arena.keep(frame(0xaa));
+        let mut starts = vec![held.as_ptr()];
+        for i in 1..(FrameArena::RETIRED + 3) * per_chunk {
+            let f = arena.keep(frame(i as u8));
+            assert_ne!(
+                f.as_ptr(),
+                held.as_ptr(),
+                "frame {i}: chunk 0 refilled while in use"
+            );
+            if i % per_chunk == 0 {
+                starts.push(f.as_ptr());
+            }
+        }
+        assert!(held.iter().all(|&b| b == 0xaa));
+        // Chunks are taken oldest first once RETIRED are waiting: chunk 0 is skipped (new
+        // memory instead), and chunk 1, whose frames are all gone, is refilled. The arena
+        // held on to chunk 1 throughout, so its address coming back is a reuse, not malloc's.
+        let k = FrameArena::RETIRED + 1;
+        assert!(
+            !starts[..k].contains(&starts[k]),
+            "a fresh chunk after skipping chunk 0"
+        );
+        assert_eq!(starts[k + 1], starts[1], "chunk 1 refilled");
+    }
+
+    #[test]
+    fn chunks_stay_warm_after_a_burst_and_go_when_the_connection_is_quiet() {
+        let mut arena = FrameArena::default();
+        let frame = Bytes::from_static(b"[null,null,\"t\",\"e\",{}]");
+        for _ in 0..FrameArena::BUSY {
+            arena.keep(frame.clone());
+        }
+        arena.dry();
+        assert!(arena.chunk.is_some(), "kept after a burst");
+        arena.keep(frame.clone());
+        arena.dry();
+        assert!(
+            arena.chunk.is_none() && arena.retired.is_empty(),
+            "released when quiet"
+        );
     }
 
     #[test]
