@@ -602,3 +602,95 @@ mod run_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod validator_tests {
+    use proptest::prelude::*;
+
+    use super::validate_value;
+
+    /// Valid JSON of a few levels: every kind of value, escapes, numbers with fractions and
+    /// exponents, white space between tokens.
+    fn json() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            "-?(0|[1-9][0-9]{0,3})(\\.[0-9]{1,3})?([eE][+-]?[0-9])?",
+            "\"([a-zA-Z ~]|é|\\\\[nrtbf\"\\\\/]|\\\\u00[0-7][0-9a-f]){0,12}\"",
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let ws = || prop_oneof![Just(""), Just(""), Just(" "), Just("\n\t")];
+            prop_oneof![
+                prop::collection::vec((inner.clone(), ws()), 0..5).prop_map(|items| {
+                    let items: Vec<_> = items.iter().map(|(v, w)| format!("{w}{v}{w}")).collect();
+                    format!("[{}]", items.join(","))
+                }),
+                prop::collection::vec(("\"[a-z]{0,6}\"", inner, ws()), 0..5).prop_map(|members| {
+                    let members: Vec<_> = members
+                        .iter()
+                        .map(|(k, v, w)| format!("{w}{k}{w}:{w}{v}"))
+                        .collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+            ]
+        })
+    }
+
+    /// One edit of `text`: a byte deleted, or one of the bytes JSON is made of inserted or
+    /// substituted, so most results are invalid in some small way. Half the edits land on a
+    /// structural byte (brackets, commas, colons, quotes), where the validator decides most.
+    fn mutated() -> impl Strategy<Value = Vec<u8>> {
+        let bytes = prop::sample::select(&b"{}[],:\"\\ tfn-.e0x\x01\x7f"[..]);
+        let edit = (any::<prop::sample::Index>(), any::<bool>(), 0..3u8, bytes);
+        (json(), edit).prop_map(|(text, (at, structural, op, b))| {
+            let mut v = text.into_bytes();
+            let marks: Vec<usize> = (0..v.len())
+                .filter(|&i| b"{}[],:\"".contains(&v[i]))
+                .collect();
+            let i = if structural && !marks.is_empty() {
+                marks[at.index(marks.len())]
+            } else {
+                at.index(v.len() + 1)
+            };
+            match op {
+                0 if i < v.len() => {
+                    v.remove(i);
+                }
+                1 if i < v.len() => v[i] = b,
+                _ => v.insert(i, b),
+            }
+            v
+        })
+    }
+
+    fn serde_accepts(bytes: &[u8]) -> Option<bool> {
+        match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Some(true),
+            // A syntactically valid number beyond f64 is serde_json's limit, not JSON's.
+            Err(e) if e.to_string().contains("out of range") => None,
+            Err(_) => Some(false),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn valid_json_is_accepted(text in json()) {
+            prop_assert!(validate_value(text.as_bytes()).is_ok(), "{}", text);
+        }
+
+        #[test]
+        fn accepts_exactly_what_serde_json_accepts(bytes in mutated()) {
+            if let Some(serde) = serde_accepts(&bytes) {
+                prop_assert_eq!(
+                    validate_value(&bytes).is_ok(),
+                    serde,
+                    "{}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+        }
+    }
+}
