@@ -201,6 +201,9 @@ struct State<R: Runtime> {
     batch: Batch<Message>,
     batch_channel: Option<ChannelId>,
     shutting_down: bool,
+    /// Whether the runtime runs the driver on the application's thread (asked once, from
+    /// inside the runtime).
+    shares_thread: Option<bool>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -244,6 +247,7 @@ impl<R: Runtime> Driver<R> {
                 batch: Batch::default(),
                 batch_channel: None,
                 shutting_down: false,
+                shares_thread: None,
             }),
         }
     }
@@ -271,9 +275,21 @@ impl<R: Runtime> State<R> {
             let now = self.rt.now();
             self.core.connect(now);
         }
+        let shares_thread = *self
+            .shares_thread
+            .get_or_insert_with(|| self.rt.shares_thread());
+        // A reader on the same thread only runs once the driver yields: reading more than its
+        // stream holds in one go would overrun it.
+        let mut reads_left = if shares_thread {
+            (self.options.channel_capacity / 4).clamp(16, MAX_ROUNDS * READ_BATCH)
+        } else {
+            MAX_ROUNDS * READ_BATCH
+        };
         for _ in 0..MAX_ROUNDS {
             let mut progress = false;
-            progress |= self.poll_read(cx);
+            let (read, ended) = self.poll_read(cx, reads_left.min(READ_BATCH));
+            reads_left -= read;
+            progress |= read > 0 || ended;
             progress |= self.poll_dial(cx);
             progress |= self.poll_commands(cx);
             progress |= self.poll_timer(cx);
@@ -290,20 +306,28 @@ impl<R: Runtime> State<R> {
             if !progress {
                 return Poll::Pending;
             }
+            if reads_left == 0 {
+                break;
+            }
         }
         // Plenty of work: let other tasks run, then continue.
-        cx.waker().wake_by_ref();
+        if shares_thread {
+            self.rt.yield_now(cx);
+        } else {
+            cx.waker().wake_by_ref();
+        }
         Poll::Pending
     }
 
-    /// Reads frames from the open connection and feeds them to the core, carrying out what
-    /// each frame produced before reading the next one: the core's queues stay at one entry
-    /// and hot in cache. Messages for one channel still reach its stream in one batch.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Reads up to `limit` frames from the open connection and feeds them to the core, carrying
+    /// out what each frame produced before reading the next one: the core's queues stay at one
+    /// entry and hot in cache. Messages for one channel still reach its stream in one batch.
+    /// Returns the frames read and whether the connection ended.
+    fn poll_read(&mut self, cx: &mut Context<'_>, limit: usize) -> (usize, bool) {
         let mut read = 0;
         let mut ended = None;
         let now = self.rt.now();
-        while read < READ_BATCH {
+        while read < limit {
             let Some(conn) = self.conn.as_mut().filter(|c| c.closing.is_none()) else {
                 break;
             };
@@ -346,9 +370,9 @@ impl<R: Runtime> State<R> {
                 self.conn = None;
             }
             self.core.handle_closed(self.rt.now(), id, reason);
-            return true;
+            return (read, true);
         }
-        read > 0
+        (read, false)
     }
 
     fn poll_dial(&mut self, cx: &mut Context<'_>) -> bool {

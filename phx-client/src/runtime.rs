@@ -2,6 +2,7 @@
 //! dialing. Everything else (handles, commands, the driver loop) is written once, here.
 
 use std::future::Future;
+use std::task::Context;
 use std::time::Instant;
 
 use futures::{Sink, Stream};
@@ -33,6 +34,20 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn spawn<F>(&self, future: F)
     where
         F: Future<Output = ()> + Send + 'static;
+
+    /// Whether the driver, polled from inside the runtime, shares its thread with the
+    /// application's futures (a current-thread executor). It then reads at most a quarter of a
+    /// stream's capacity per turn and yields with [`Runtime::yield_now`], so that a reader that
+    /// keeps reading is never overrun. The default says no.
+    fn shares_thread(&self) -> bool {
+        false
+    }
+
+    /// Asks to be polled again after the executor's other ready tasks have had their turn
+    /// (used when [`Runtime::shares_thread`]). The default wakes the task at once.
+    fn yield_now(&self, cx: &mut Context<'_>) {
+        cx.waker().wake_by_ref();
+    }
 
     /// Dials and performs the WebSocket handshake for `request`, securing `wss://` URLs with
     /// `tls` (`None` when no TLS backend is compiled in: a `wss://` dial must then fail).

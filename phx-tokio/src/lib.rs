@@ -45,6 +45,7 @@
 #![deny(missing_docs)]
 
 use std::future::Future;
+use std::task::Context;
 use std::time::Instant;
 
 use tokio::net::TcpStream;
@@ -78,6 +79,18 @@ impl phx_client::Runtime for Tokio {
         F: Future<Output = ()> + Send + 'static,
     {
         tokio::spawn(future);
+    }
+
+    fn shares_thread(&self) -> bool {
+        tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+    }
+
+    fn yield_now(&self, cx: &mut Context<'_>) {
+        // tokio's own yield hands the waker to the scheduler, which wakes the task only after
+        // running the other ready tasks (and, on a current-thread runtime, the application's
+        // future); waking at once would put the driver straight back in front of them.
+        let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
     }
 
     // Not an `async fn`: the future must be 'static, so it cannot borrow `self`.

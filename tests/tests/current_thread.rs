@@ -1,0 +1,60 @@
+//! phx-tokio on a current-thread runtime, where the driver and the application take turns on
+//! one thread: the driver must hand the thread back often enough that a flood never overruns
+//! a reader that keeps reading.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use phx_client::Lagged;
+use phx_proto::Payload;
+use phx_tests::server::ServerConfig;
+use phx_tests::server::ws::BackgroundServer;
+use phx_tokio::Socket;
+use serde_json::json;
+
+/// Floods `n` broadcasts to a reader that reads as fast as it can, on a stream of `capacity`
+/// (phx's default with `None`); returns what it received and what was reported lost.
+fn flood(n: u64, capacity: Option<usize>) -> (u64, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let h = BackgroundServer::start(ServerConfig::default());
+        let mut builder = Socket::builder(&h.url())
+            .secret_param("token", "secret")
+            .heartbeat(Duration::from_secs(30));
+        if let Some(c) = capacity {
+            builder = builder.channel_capacity(c);
+        }
+        let socket = builder.connect().await.unwrap();
+        let (room, _) = socket.channel("room:flood").join().await.unwrap();
+        let mut messages = room.messages();
+        let payload = Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).unwrap();
+        assert_eq!(
+            h.broadcast_repeated("room:flood", "flood", payload, n)
+                .await,
+            1
+        );
+        let (mut received, mut lagged) = (0u64, 0u64);
+        while received + lagged < n {
+            let next = tokio::time::timeout(Duration::from_secs(30), messages.next());
+            match next.await.expect("the flood stalled") {
+                Some(Ok(_)) => received += 1,
+                Some(Err(Lagged(k))) => lagged += k,
+                None => panic!("the stream ended"),
+            }
+        }
+        (received, lagged)
+    })
+}
+
+#[test]
+fn a_flood_reaches_a_prompt_reader_without_loss() {
+    assert_eq!(flood(500_000, None), (500_000, 0), "default capacity");
+}
+
+#[test]
+fn a_small_stream_is_not_overrun_either() {
+    assert_eq!(flood(100_000, Some(64)), (100_000, 0), "capacity 64");
+}
