@@ -13,6 +13,10 @@
 //! and reported in place as [`Lagged`]`(n)`, so `received + lagged == sent` always holds.
 //! Callers of `join`, `push` and friends wait when the command queue is full or the
 //! WebSocket cannot take more frames (backpressure on producers).
+//!
+//! When the runtime runs the driver on the application's thread ([`Runtime::shares_thread`],
+//! tokio's current-thread runtime), the driver reads at most a quarter of a stream's capacity
+//! before yielding, so a reader that keeps reading never lags.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
