@@ -152,6 +152,17 @@ fn cargo() -> String {
 /// The last lines of a failed command's output that say what went wrong.
 fn error_summary(output: &str) -> String {
     let lines: Vec<&str> = output.lines().collect();
+    // A panic: its message and where (the file, not the whole registry path).
+    if let Some(i) = lines.iter().position(|l| l.contains("panicked at ")) {
+        let place = lines[i].rsplit("panicked at ").next().unwrap_or_default();
+        let file = place
+            .trim_end_matches(':')
+            .rsplit('/')
+            .next()
+            .unwrap_or(place);
+        let message = lines.get(i + 1).map_or("", |l| l.trim());
+        return format!("panicked: {message} ({file})");
+    }
     let first_error = lines
         .iter()
         .position(|l| l.starts_with("error"))
@@ -386,31 +397,48 @@ impl Bench<'_> {
 
     /// The median of `repeat` receive runs.
     fn recv(&self, id: &str, binary: bool, channels: usize) -> Outcome<Rate> {
-        let mut rates = Vec::new();
-        for _ in 0..self.cli.repeat.max(1) {
-            let v = run_child(
-                self.recv_command(id, binary, channels)?,
-                Duration::from_secs(300),
-            )?;
-            let frames = v["frames"].as_u64().unwrap_or(0);
-            let lagged = v["lagged"].as_u64().unwrap_or(0);
-            let secs = v["secs"].as_f64().unwrap_or(f64::NAN);
-            if frames + lagged < self.cli.frames {
-                return Err(format!("only {frames} of {} frames", self.cli.frames));
+        let runs = self.cli.repeat.max(1);
+        let (mut rates, mut failures) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            match self.recv_once(id, binary, channels) {
+                Ok(rate) => rates.push(rate),
+                Err(e) => failures.push(e),
             }
-            rates.push(Rate {
-                fps: frames as f64 / secs,
-                lagged,
-            });
+        }
+        if rates.is_empty() {
+            return Err(failures.swap_remove(0));
         }
         rates.sort_by(|a, b| a.fps.total_cmp(&b.fps));
-        let median = rates[rates.len() / 2];
+        let median = Rate {
+            runs,
+            failures,
+            ..rates.swap_remove(rates.len() / 2)
+        };
         eprintln!(
             "  recv ({id}) {} channels={channels}: {:.0} frames/s",
             if binary { "binary" } else { "json" },
             median.fps
         );
         Ok(median)
+    }
+
+    /// One receive run.
+    fn recv_once(&self, id: &str, binary: bool, channels: usize) -> Outcome<Rate> {
+        let v = run_child(
+            self.recv_command(id, binary, channels)?,
+            Duration::from_secs(300),
+        )?;
+        let frames = v["frames"].as_u64().unwrap_or(0);
+        let lagged = v["lagged"].as_u64().unwrap_or(0);
+        let secs = v["secs"].as_f64().unwrap_or(f64::NAN);
+        if frames + lagged < self.cli.frames {
+            return Err(format!("only {frames} of {} frames", self.cli.frames));
+        }
+        Ok(Rate {
+            fps: frames as f64 / secs,
+            lagged,
+            ..Rate::default()
+        })
     }
 
     /// The run with the median p99 of `repeat` latency runs: one run's tail is at the mercy of
@@ -795,4 +823,18 @@ fn run_markdown(i: usize, run: &Run, chart: &str) -> String {
         report::scale_table(run),
         report::checks_table(run),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_summary;
+
+    #[test]
+    fn a_panic_is_summed_up_by_its_message_and_file() {
+        let stderr = "\nthread 'main' (12362) panicked at /root/.cargo/registry/src/x/tokio-1.54.1/src/sync/oneshot.rs:1291:13:\ncalled after complete\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            error_summary(stderr),
+            "panicked: called after complete (oneshot.rs:1291:13)"
+        );
+    }
 }

@@ -7,12 +7,17 @@ use std::fmt::Write as _;
 pub type Outcome<T> = Result<T, String>;
 
 /// A receive-throughput figure.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Rate {
-    /// Broadcasts delivered per second (median of the repeats).
+    /// Broadcasts delivered per second (median of the repeats that completed).
     pub fps: f64,
     /// Broadcasts the client dropped (reported as lag) in the median repeat.
     pub lagged: u64,
+    /// Repeats run.
+    pub runs: usize,
+    /// Why each repeat that did not complete failed (a client crashing now and then still
+    /// gets its figure, with the crashes shown beside it).
+    pub failures: Vec<String>,
 }
 
 /// One client's receive throughput, text and binary.
@@ -117,7 +122,20 @@ fn rate_cells(r: &Outcome<Rate>, a: Option<f64>, a2: Option<f64>) -> [String; 3]
             } else {
                 String::new()
             };
-            [format!("{}/s{lag}", si(rate.fps)), ratio(a), ratio(a2)]
+            let failed = match rate.failures.first() {
+                Some(why) => format!(
+                    " ({} of {} runs failed: {})",
+                    rate.failures.len(),
+                    rate.runs,
+                    short(why)
+                ),
+                None => String::new(),
+            };
+            [
+                format!("{}/s{lag}{failed}", si(rate.fps)),
+                ratio(a),
+                ratio(a2),
+            ]
         }
         Err(e) => [format!("failed: {}", short(e)), "–".into(), "–".into()],
     }
@@ -461,7 +479,26 @@ mod tests {
     use super::*;
 
     fn rate(fps: f64) -> Outcome<Rate> {
-        Ok(Rate { fps, lagged: 0 })
+        Ok(Rate {
+            fps,
+            ..Rate::default()
+        })
+    }
+
+    #[test]
+    fn a_figure_shows_the_runs_that_failed_beside_it() {
+        let r = Ok(Rate {
+            fps: 191_000.0,
+            lagged: 5,
+            runs: 3,
+            failures: vec!["panicked: called after complete (oneshot.rs:1291:13)".into()],
+        });
+        let [cell, ratio, _] = rate_cells(&r, Some(1_910_000.0), None);
+        assert_eq!(
+            cell,
+            "191k/s (5 lost) (1 of 3 runs failed: panicked: called after complete (oneshot.rs:1291:13))"
+        );
+        assert_eq!(ratio, "0.10");
     }
 
     #[test]
