@@ -877,10 +877,20 @@ pub async fn presence_with_several_users<R: Runtime + Default>() {
 /// `wss://`: a server whose CA the client trusts connects; an untrusted certificate fails with
 /// a TLS error naming the cause; verification is only skipped when explicitly turned off.
 pub async fn tls_verifies_certificates<R: Runtime + Default>() {
+    tls_verifies_certificates_with::<R>(|b| b).await;
+}
+
+/// The checks of [`tls_verifies_certificates`] with every builder passed through `backend`
+/// (to pick another TLS library): a certificate from the trusted CA connects, an untrusted one
+/// fails with a TLS error that names the certificate (returned, for the backend's own
+/// checks), verification can be turned off, and a bad root certificate is refused.
+pub async fn tls_verifies_certificates_with<R: Runtime + Default>(
+    backend: impl Fn(Builder<R>) -> Builder<R>,
+) -> String {
     let ca = phx_tests::tls::TestCa::new();
     let h = BackgroundServer::start_tls(ServerConfig::default(), ca.server_config());
     assert!(h.url().starts_with("wss://localhost:"));
-    let socket = builder::<R>(&h)
+    let socket = backend(builder::<R>(&h))
         .add_root_certificate_pem(ca.ca_pem().as_bytes())
         .connect()
         .await
@@ -893,28 +903,30 @@ pub async fn tls_verifies_certificates<R: Runtime + Default>() {
             .unwrap()
             .is_ok()
     );
-    match builder::<R>(&h).connect().await {
+    let untrusted = match backend(builder::<R>(&h)).connect().await {
         Err(ConnectError::Tls(msg)) => {
             assert!(
                 msg.to_lowercase().contains("certificate"),
                 "unclear TLS error: {msg}"
-            )
+            );
+            msg
         }
         other => panic!("an untrusted certificate must fail with a TLS error, got {other:?}"),
-    }
-    let insecure = builder::<R>(&h)
+    };
+    let insecure = backend(builder::<R>(&h))
         .danger_accept_invalid_certs(true)
         .connect()
         .await
         .expect("verification explicitly off");
     assert!(insecure.channel("room:lobby").join().await.is_ok());
     assert!(matches!(
-        builder::<R>(&h)
+        backend(builder::<R>(&h))
             .add_root_certificate_pem(b"not a certificate")
             .connect()
             .await,
         Err(ConnectError::Tls(msg)) if msg.contains("root certificate")
     ));
+    untrusted
 }
 
 /// The connection the server holds for the (single) client.
