@@ -103,12 +103,12 @@ pub(crate) fn from_ws(msg: WsMessage, arena: &mut FrameArena) -> Option<Frame> {
 /// of our own leaves tungstenite's buffer free to reuse at the price of one short `memcpy`.
 /// Large frames are passed through: tungstenite gives each its own allocation anyway.
 ///
-/// A full chunk is retired; once every frame in a retired chunk has been dropped, the chunk is
-/// filled again, so a steady stream runs on a few warm chunks rather than fresh memory (each
-/// fresh chunk cost its page faults).
-///
-/// When the connection runs dry after only a few frames, the arena lets go of its chunks, so
-/// a quiet socket holds none; after a burst it keeps them warm for the next read.
+/// Copying starts once a burst is under way (a few frames at a time pin tungstenite's buffer
+/// only briefly, and a chunk for each of them would be an allocation per wake-up). A full chunk
+/// is retired; once every frame in a retired chunk has been dropped, the chunk is filled again,
+/// so a flood runs on a few warm chunks rather than fresh memory (each fresh chunk cost its page
+/// faults). When the connection runs dry before a burst is long, the arena lets go of its
+/// chunks, so a quiet socket holds none; after a long burst it keeps them for the next read.
 #[derive(Debug, Default)]
 pub(crate) struct FrameArena {
     chunk: Option<BytesMut>,
@@ -131,6 +131,9 @@ impl FrameArena {
             return frame;
         }
         self.since_dry += 1;
+        if self.chunk.is_none() && self.since_dry <= Self::COPY_AFTER {
+            return frame;
+        }
         let room = self.chunk.as_ref().map_or(0, |c| c.capacity() - c.len());
         if room < frame.len() {
             self.next_chunk();
@@ -156,8 +159,10 @@ impl FrameArena {
         }
     }
 
-    /// Frames since the connection last ran dry below which it counts as quiet.
-    const BUSY: usize = 64;
+    /// Frames since the connection last ran dry after which frames are copied.
+    const COPY_AFTER: usize = 256;
+    /// Frames since the connection last ran dry from which its chunks are kept when it does.
+    const BUSY: usize = 1024;
 
     /// The connection has nothing more to read for now: a quiet one gives its chunks back.
     pub(crate) fn dry(&mut self) {
@@ -199,9 +204,24 @@ mod tests {
         assert_eq!(req.headers()["x-trace"], "t1");
     }
 
+    /// An arena in the middle of a burst: copying.
+    fn busy() -> FrameArena {
+        let mut arena = FrameArena::default();
+        let frame = Bytes::from_static(b"[null,null,\"t\",\"e\",{}]");
+        for _ in 0..FrameArena::COPY_AFTER {
+            let f = arena.keep(frame.clone());
+            assert_eq!(
+                f.as_ptr(),
+                frame.as_ptr(),
+                "the first frames of a burst pass through"
+            );
+        }
+        arena
+    }
+
     #[test]
     fn small_frames_are_copied_out_of_the_read_buffer_and_large_ones_kept() {
-        let mut arena = FrameArena::default();
+        let mut arena = busy();
         let read_buffer = Bytes::from(vec![7u8; 2 * FrameArena::MAX_COPY]);
         let small = read_buffer.slice(0..100);
         let kept = arena.keep(small.clone());
@@ -231,7 +251,7 @@ mod tests {
     fn a_retired_chunk_is_refilled_once_its_frames_are_gone_and_never_while_one_lives() {
         let frame = |b: u8| Bytes::from(vec![b; FrameArena::MAX_COPY]);
         let per_chunk = FrameArena::CHUNK / FrameArena::MAX_COPY;
-        let mut arena = FrameArena::default();
+        let mut arena = busy();
         // Chunk 0 keeps one frame alive; every other frame is dropped at once.
         let held = arena.keep(frame(0xaa));
         let mut starts = vec![held.as_ptr()];
@@ -259,20 +279,27 @@ mod tests {
     }
 
     #[test]
-    fn chunks_stay_warm_after_a_burst_and_go_when_the_connection_is_quiet() {
+    fn chunks_stay_warm_after_a_long_burst_and_go_when_the_connection_is_quiet() {
         let mut arena = FrameArena::default();
         let frame = Bytes::from_static(b"[null,null,\"t\",\"e\",{}]");
         for _ in 0..FrameArena::BUSY {
             arena.keep(frame.clone());
         }
         arena.dry();
-        assert!(arena.chunk.is_some(), "kept after a burst");
-        arena.keep(frame.clone());
+        assert!(arena.chunk.is_some(), "kept after a long burst");
+        // Warm: the next burst copies from its first frame.
+        assert_ne!(arena.keep(frame.clone()).as_ptr(), frame.as_ptr());
         arena.dry();
         assert!(
             arena.chunk.is_none() && arena.retired.is_empty(),
             "released when quiet"
         );
+        // Cold again: a quiet connection's frames pass through, allocating nothing.
+        for _ in 0..FrameArena::COPY_AFTER {
+            assert_eq!(arena.keep(frame.clone()).as_ptr(), frame.as_ptr());
+            arena.dry();
+        }
+        assert!(arena.chunk.is_none());
     }
 
     #[test]
