@@ -113,7 +113,7 @@ pub(crate) fn from_ws(msg: WsMessage, arena: &mut FrameArena) -> Option<Frame> {
 pub(crate) struct FrameArena {
     chunk: Option<BytesMut>,
     retired: VecDeque<BytesMut>,
-    /// Frames copied since the connection last ran dry.
+    /// Small frames (copied or not) since the connection last ran dry.
     since_dry: usize,
 }
 
@@ -124,6 +124,10 @@ impl FrameArena {
     const CHUNK: usize = 16 * 1024;
     /// Retired chunks kept for reuse.
     const RETIRED: usize = 4;
+    /// Frames since the connection last ran dry after which frames are copied.
+    const COPY_AFTER: usize = 256;
+    /// Frames since the connection last ran dry from which its chunks are kept when it does.
+    const BUSY: usize = 1024;
 
     /// `frame`'s bytes, in the arena when small.
     pub(crate) fn keep(&mut self, frame: Bytes) -> Bytes {
@@ -158,11 +162,6 @@ impl FrameArena {
             self.retired.push_back(full);
         }
     }
-
-    /// Frames since the connection last ran dry after which frames are copied.
-    const COPY_AFTER: usize = 256;
-    /// Frames since the connection last ran dry from which its chunks are kept when it does.
-    const BUSY: usize = 1024;
 
     /// The connection has nothing more to read for now: a quiet one gives its chunks back.
     pub(crate) fn dry(&mut self) {

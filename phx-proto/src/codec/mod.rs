@@ -422,13 +422,7 @@ fn opt_string_field(
             s.null()?;
             Ok(None)
         }
-        Some(b'"') => {
-            if let Some((a, b)) = s.ascii_string() {
-                return Ok(Some(ByteStr::from_ascii(frame.slice(a..b))));
-            }
-            let span = s.string()?;
-            str_field(frame, span, field).map(Some)
-        }
+        Some(b'"') => string_field(s, frame, field).map(Some),
         found => Err(DecodeError::FieldType {
             field,
             expected: "a string or null",
