@@ -4,6 +4,7 @@
 
 pub mod envelope;
 pub mod report;
+pub mod rounds;
 pub mod server;
 pub mod workers;
 

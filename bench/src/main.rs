@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use phx_bench::report::{self, Lat, LatRow, Outcome, Rate, RecvRow, Run, Scale};
+use phx_bench::rounds::{self, Repeats};
 use phx_bench::{print_result, workers};
 use serde_json::Value;
 
@@ -395,31 +396,36 @@ impl Bench<'_> {
         })
     }
 
-    /// The median of `repeat` receive runs.
-    fn recv(&self, id: &str, binary: bool, channels: usize) -> Outcome<Rate> {
+    /// Receive rates for `cases` (client, binary, channels), repeated in rounds
+    /// ([`rounds::run`]): the median of each case's repeats.
+    fn recv(&self, cases: &[(&str, bool, usize)]) -> Vec<Outcome<Rate>> {
         let runs = self.cli.repeat.max(1);
-        let (mut rates, mut failures) = (Vec::new(), Vec::new());
-        for _ in 0..runs {
-            match self.recv_once(id, binary, channels) {
-                Ok(rate) => rates.push(rate),
-                Err(e) => failures.push(e),
-            }
-        }
-        if rates.is_empty() {
-            return Err(failures.swap_remove(0));
-        }
-        rates.sort_by(|a, b| a.fps.total_cmp(&b.fps));
-        let median = Rate {
-            runs,
-            failures,
-            ..rates.swap_remove(rates.len() / 2)
-        };
-        eprintln!(
-            "  recv ({id}) {} channels={channels}: {:.0} frames/s",
-            if binary { "binary" } else { "json" },
-            median.fps
-        );
-        Ok(median)
+        let repeats = rounds::run(cases, runs, |&(id, binary, channels)| {
+            self.recv_once(id, binary, channels)
+        });
+        repeats
+            .into_iter()
+            .zip(cases)
+            .map(
+                |(Repeats { mut ok, mut failed }, &(id, binary, channels))| {
+                    if ok.is_empty() {
+                        return Err(failed.swap_remove(0));
+                    }
+                    ok.sort_by(|a, b| a.fps.total_cmp(&b.fps));
+                    let median = Rate {
+                        runs,
+                        failures: failed,
+                        ..ok.swap_remove(ok.len() / 2)
+                    };
+                    eprintln!(
+                        "  recv ({id}) {} channels={channels}: {:.0} frames/s",
+                        if binary { "binary" } else { "json" },
+                        median.fps
+                    );
+                    Ok(median)
+                },
+            )
+            .collect()
     }
 
     /// One receive run.
@@ -441,42 +447,56 @@ impl Bench<'_> {
         })
     }
 
-    /// The run with the median p99 of `repeat` latency runs: one run's tail is at the mercy of
+    /// Latency for `cases` (client, pushes in flight), repeated in rounds ([`rounds::run`]):
+    /// of each case, the repeat with the median p99, as one run's tail is at the mercy of
     /// whatever else the machine schedules.
-    fn latency(&self, id: &str, inflight: usize) -> Outcome<Lat> {
+    fn latency(&self, cases: &[(&str, usize)]) -> Vec<Outcome<Lat>> {
+        let repeats = rounds::run(cases, self.cli.repeat.max(1), |&(id, inflight)| {
+            self.latency_once(id, inflight)
+        });
+        repeats
+            .into_iter()
+            .zip(cases)
+            .map(|(Repeats { mut ok, mut failed }, &(id, inflight))| {
+                if ok.is_empty() {
+                    return Err(failed.swap_remove(0));
+                }
+                ok.sort_by(|a, b| a.p99.total_cmp(&b.p99));
+                let lat = ok[ok.len() / 2];
+                eprintln!(
+                    "  latency ({id}) inflight={inflight}: p50 {:.1} p99 {:.1} p99.9 {:.1} µs",
+                    lat.p50, lat.p99, lat.p999
+                );
+                Ok(lat)
+            })
+            .collect()
+    }
+
+    /// One latency run.
+    fn latency_once(&self, id: &str, inflight: usize) -> Outcome<Lat> {
         let n = self.cli.pushes;
         let extra = [format!("--inflight={inflight}")];
-        let mut runs = Vec::new();
-        for _ in 0..self.cli.repeat.max(1) {
-            let cmd = match id {
-                "echo" => self.worker("echo-latency", n, &extra),
-                "b" => self.worker("phx-tokio-latency", n, &extra),
-                "c" => self.worker("phx-async-std-latency", n, &extra),
-                "d" => {
-                    self.env.js.clone()?;
-                    self.node(&[
-                        "latency".into(),
-                        self.url.clone(),
-                        n.to_string(),
-                        inflight.to_string(),
-                    ])
-                }
-                _ => return Err(format!("unknown client {id}")),
-            };
-            let v = run_child(cmd, Duration::from_secs(600))?;
-            runs.push(Lat {
-                p50: v["p50_us"].as_f64().unwrap_or(f64::NAN),
-                p99: v["p99_us"].as_f64().unwrap_or(f64::NAN),
-                p999: v["p999_us"].as_f64().unwrap_or(f64::NAN),
-            });
-        }
-        runs.sort_by(|a, b| a.p99.total_cmp(&b.p99));
-        let lat = runs[runs.len() / 2];
-        eprintln!(
-            "  latency ({id}) inflight={inflight}: p50 {:.1} p99 {:.1} p99.9 {:.1} µs",
-            lat.p50, lat.p99, lat.p999
-        );
-        Ok(lat)
+        let cmd = match id {
+            "echo" => self.worker("echo-latency", n, &extra),
+            "b" => self.worker("phx-tokio-latency", n, &extra),
+            "c" => self.worker("phx-async-std-latency", n, &extra),
+            "d" => {
+                self.env.js.clone()?;
+                self.node(&[
+                    "latency".into(),
+                    self.url.clone(),
+                    n.to_string(),
+                    inflight.to_string(),
+                ])
+            }
+            _ => return Err(format!("unknown client {id}")),
+        };
+        let v = run_child(cmd, Duration::from_secs(600))?;
+        Ok(Lat {
+            p50: v["p50_us"].as_f64().unwrap_or(f64::NAN),
+            p99: v["p99_us"].as_f64().unwrap_or(f64::NAN),
+            p999: v["p999_us"].as_f64().unwrap_or(f64::NAN),
+        })
     }
 
     fn scale_child(&self, args: &[String]) -> Outcome<Value> {
@@ -505,15 +525,18 @@ impl Bench<'_> {
         ];
         let mut recv = Vec::new();
         if self.section("recv") {
+            let names: Vec<_> = names.into_iter().filter(|(id, _)| self.wants(id)).collect();
+            let cases: Vec<_> = names
+                .iter()
+                .flat_map(|&(id, _)| [(id, false, 1), (id, true, 1)])
+                .collect();
+            let mut rates = self.recv(&cases).into_iter();
             for (id, name) in names {
-                if !self.wants(id) {
-                    continue;
-                }
                 recv.push(RecvRow {
                     id: id.into(),
                     name: name.into(),
-                    json: self.recv(id, false, 1),
-                    binary: self.recv(id, true, 1),
+                    json: rates.next().unwrap_or_else(skipped),
+                    binary: rates.next().unwrap_or_else(skipped),
                 });
             }
         }
@@ -525,15 +548,19 @@ impl Bench<'_> {
                 ("c", "phx-async-std"),
                 ("d", "phoenix.js 1.8.16 (node)"),
             ];
+            let names: Vec<_> = names.into_iter().filter(|(id, _)| self.wants(id)).collect();
+            let cases: Vec<_> = names
+                .iter()
+                .flat_map(|&(id, _)| [(id, 1), (id, self.cli.inflight)])
+                .collect();
+            let mut lats = self.latency(&cases).into_iter();
+            let not_run = || Err("not run".into());
             for (id, name) in names {
-                if !self.wants(id) {
-                    continue;
-                }
                 lat.push(LatRow {
                     id: id.into(),
                     name: name.into(),
-                    seq: self.latency(id, 1),
-                    par: self.latency(id, self.cli.inflight),
+                    seq: lats.next().unwrap_or_else(not_run),
+                    par: lats.next().unwrap_or_else(not_run),
                 });
             }
         }
@@ -558,9 +585,12 @@ impl Bench<'_> {
                     )
                 });
             eprintln!("  join: {:?}", scale.join);
+            let mut route = self
+                .recv(&[("b", false, 1), ("b", false, self.cli.channels)])
+                .into_iter();
             scale.route = (
-                self.recv("b", false, 1),
-                self.recv("b", false, self.cli.channels),
+                route.next().unwrap_or_else(skipped),
+                route.next().unwrap_or_else(skipped),
             );
             scale.per_socket = self
                 .scale_child(&[
@@ -794,8 +824,11 @@ fn markdown_head(cli: &Cli, env: &Env) -> String {
          by a counting allocator, channel handles held); receive throughput with that many \
          channels joined against one; {} phx-tokio sockets with one channel each in one process \
          (RSS from /proc/self/status).\n\n\
-         Ratios divide a client's figure by (a) or (a') of the same run. The machine is \
-         shared: the load average at the start and end of each run is shown with it.\n\n",
+         Ratios divide a client's figure by (a) or (a') of the same run. Repeats run in \
+         rounds: each round runs every client once (starting one client further on each \
+         time), so a change in the machine's background load falls on all clients alike rather \
+         than on whichever ran then. The machine is shared: the load average at the start and \
+         end of each run is shown with it.\n\n",
         command_line(cli),
         machine(env),
         phx_bench::server::FLOOD_CHUNK,
