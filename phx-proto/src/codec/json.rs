@@ -102,7 +102,11 @@ impl<'a> Scanner<'a> {
 
     #[inline]
     pub(crate) fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.buf.get(self.pos) {
+        // Compact JSON, as Phoenix sends it, has no white space: one comparison settles it.
+        while let Some(&b) = self.buf.get(self.pos)
+            && b <= b' '
+            && matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+        {
             self.pos += 1;
         }
     }
@@ -295,6 +299,8 @@ impl<'a> Scanner<'a> {
         // Bit i of `objects` is set when the container at depth i is an object.
         let mut objects: u128 = 0;
         let mut depth: usize = 0;
+        // Whether the innermost open container is an object (bit `depth - 1` of `objects`).
+        let mut in_object = false;
         'value: loop {
             match self.peek() {
                 Some(b'{') | Some(b'[') => {
@@ -317,6 +323,7 @@ impl<'a> Scanner<'a> {
                         self.pos += 1;
                         depth -= 1;
                     } else {
+                        in_object = is_object;
                         if is_object {
                             self.string()?;
                             self.expect(b':', "expected ':' after object key")?;
@@ -339,7 +346,6 @@ impl<'a> Scanner<'a> {
                 if depth == 0 {
                     return Ok((start, self.pos));
                 }
-                let in_object = objects & (1u128 << (depth - 1)) != 0;
                 match self.peek() {
                     Some(b',') => {
                         self.pos += 1;
@@ -352,10 +358,12 @@ impl<'a> Scanner<'a> {
                     Some(b'}') if in_object => {
                         self.pos += 1;
                         depth -= 1;
+                        in_object = depth > 0 && objects & (1u128 << (depth - 1)) != 0;
                     }
                     Some(b']') if !in_object => {
                         self.pos += 1;
                         depth -= 1;
+                        in_object = depth > 0 && objects & (1u128 << (depth - 1)) != 0;
                     }
                     Some(_) => {
                         return Err(self.syntax(if in_object {
