@@ -586,7 +586,11 @@ impl<R: Runtime> State<R> {
             self.core.handle_timeout(now);
             return true;
         }
-        if self.sleep_at != Some(deadline) {
+        // A later deadline keeps the armed timer: it fires early, the core finds nothing due,
+        // and the timer is armed again for the real deadline. Each push moves the core's
+        // deadline later (its own timeout), and arming a new timer costs a registration and
+        // often a wake-up of the runtime's timer thread, once per push.
+        if self.sleep_at.is_none_or(|at| deadline < at) {
             self.sleep = Some(Box::pin(self.rt.sleep_until(deadline)));
             self.sleep_at = Some(deadline);
         }
