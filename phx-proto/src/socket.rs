@@ -1396,7 +1396,7 @@ impl Socket {
             (None, true) => msg.ref_.as_ref(),
             (None, false) => None,
         };
-        let current = self.topics.get(&self.channels, msg.topic.as_bytes());
+        let current = self.topics.route(&self.channels, msg.topic.as_bytes());
         let target = match current {
             Some(id) => {
                 let matches = match (join_ref, self.channels.get(id)) {
