@@ -285,11 +285,19 @@ impl<R: Runtime> State<R> {
         } else {
             MAX_ROUNDS * READ_BATCH
         };
+        // The connection whose stream last returned `Pending` in this turn: it holds our waker,
+        // so polling it again before the turn ends would only repeat a read that finds
+        // nothing (a `recv` system call each time on async-io).
+        let mut read_waiting = None;
         for _ in 0..MAX_ROUNDS {
             let mut progress = false;
-            let (read, ended) = self.poll_read(cx, reads_left.min(READ_BATCH));
-            reads_left -= read;
-            progress |= read > 0 || ended;
+            let current = self.conn.as_ref().map(|c| c.id);
+            if current.is_none() || current != read_waiting {
+                let (read, ended, waiting) = self.poll_read(cx, reads_left.min(READ_BATCH));
+                reads_left -= read;
+                progress |= read > 0 || ended;
+                read_waiting = if waiting { current } else { None };
+            }
             progress |= self.poll_dial(cx);
             progress |= self.poll_commands(cx);
             progress |= self.poll_timer(cx);
@@ -322,10 +330,12 @@ impl<R: Runtime> State<R> {
     /// Reads up to `limit` frames from the open connection and feeds them to the core, carrying
     /// out what each frame produced before reading the next one: the core's queues stay at one
     /// entry and hot in cache. Messages for one channel still reach its stream in one batch.
-    /// Returns the frames read and whether the connection ended.
-    fn poll_read(&mut self, cx: &mut Context<'_>, limit: usize) -> (usize, bool) {
+    /// Returns the frames read, whether the connection ended, and whether its stream returned
+    /// `Pending` (so it will wake the driver when more arrives).
+    fn poll_read(&mut self, cx: &mut Context<'_>, limit: usize) -> (usize, bool, bool) {
         let mut read = 0;
         let mut ended = None;
+        let mut waiting = false;
         let now = self.rt.now();
         while read < limit {
             let Some(conn) = self.conn.as_mut().filter(|c| c.closing.is_none()) else {
@@ -360,6 +370,7 @@ impl<R: Runtime> State<R> {
                 }
                 Poll::Pending => {
                     self.arena.dry();
+                    waiting = true;
                     break;
                 }
             }
@@ -370,9 +381,9 @@ impl<R: Runtime> State<R> {
                 self.conn = None;
             }
             self.core.handle_closed(self.rt.now(), id, reason);
-            return (read, true);
+            return (read, true, false);
         }
-        (read, false)
+        (read, false, waiting)
     }
 
     fn poll_dial(&mut self, cx: &mut Context<'_>) -> bool {
