@@ -21,66 +21,68 @@ pub(crate) struct Scanner<'a> {
     pos: usize,
 }
 
-/// The end of the run of plain string bytes (not `"`, `\\` or a control character; with
-/// `ASCII`, not 0x80 or above either) starting at `pos`. Eight bytes at a time: a byte needs
-/// attention when it equals `"` or `\\`, or is below 0x20, which the classic "has a zero byte"
-/// bit trick finds for a whole word. The borrows of that trick only run upwards, so the lowest
-/// flagged byte is exact.
-#[inline]
-fn run<const ASCII: bool>(buf: &[u8], mut pos: usize) -> usize {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The end of the run of bytes accepted by `plain` starting at `pos`, eight bytes at a time:
+/// `flags` sets the top bit of every byte of a little-endian word that `plain` refuses, and must
+/// be exact for the lowest such byte (the word tricks below only carry and borrow upwards).
+#[inline(always)]
+fn scan(
+    buf: &[u8],
+    mut pos: usize,
+    flags: impl Fn(u64) -> u64,
+    plain: impl Fn(u8) -> bool,
+) -> usize {
     while let Some(chunk) = buf.get(pos..pos + 8) {
         let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
-        let v = u64::from_le_bytes(bytes);
-        let quote = v ^ (LO * u64::from(b'"'));
-        let backslash = v ^ (LO * u64::from(b'\\'));
-        let mut flags = quote.wrapping_sub(LO) & !quote
-            | backslash.wrapping_sub(LO) & !backslash
-            | v.wrapping_sub(LO * 0x20) & !v;
-        if ASCII {
-            flags |= v;
-        }
-        let flags = flags & HI;
-        if flags != 0 {
-            return pos + (flags.trailing_zeros() / 8) as usize;
+        let flagged = flags(u64::from_le_bytes(bytes)) & HI;
+        if flagged != 0 {
+            return pos + (flagged.trailing_zeros() / 8) as usize;
         }
         pos += 8;
     }
-    while let Some(&b) = buf.get(pos) {
-        if b == b'"' || b == b'\\' || b < 0x20 || (ASCII && b >= 0x80) {
-            break;
-        }
+    while buf.get(pos).is_some_and(|&b| plain(b)) {
         pos += 1;
     }
     pos
 }
 
-/// The end of the run of ASCII digits starting at `pos`, eight bytes at a time (ids and
-/// timestamps are long). A byte is a digit when subtracting `'0'` neither borrows nor sets its
-/// top bit, and adding `0x46` (= 0x80 - 0x3a) does not set it either; a borrow or carry only
-/// leaves a byte that is itself flagged and only moves upwards, so the lowest flag is exact.
+/// The end of the run of plain string bytes (not `"`, `\\` or a control character; with
+/// `ASCII`, not 0x80 or above either) starting at `pos`. A byte needs attention when it equals
+/// `"` or `\\`, or is below 0x20, which the classic "has a zero byte" bit trick finds for a
+/// whole word.
 #[inline]
-fn digit_run(buf: &[u8], mut pos: usize) -> usize {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    while let Some(chunk) = buf.get(pos..pos + 8) {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let v = u64::from_le_bytes(bytes);
-        let flags = (v.wrapping_sub(LO * 0x30) | v.wrapping_add(LO * 0x46)) & HI;
-        if flags != 0 {
-            return pos + (flags.trailing_zeros() / 8) as usize;
-        }
-        pos += 8;
-    }
-    while let Some(b'0'..=b'9') = buf.get(pos) {
-        pos += 1;
-    }
-    pos
+fn run<const ASCII: bool>(buf: &[u8], pos: usize) -> usize {
+    scan(
+        buf,
+        pos,
+        |v| {
+            let quote = v ^ (LO * u64::from(b'"'));
+            let backslash = v ^ (LO * u64::from(b'\\'));
+            let flags = quote.wrapping_sub(LO) & !quote
+                | backslash.wrapping_sub(LO) & !backslash
+                | v.wrapping_sub(LO * 0x20) & !v;
+            if ASCII { flags | v } else { flags }
+        },
+        |b| !(b == b'"' || b == b'\\' || b < 0x20 || (ASCII && b >= 0x80)),
+    )
+}
+
+/// The end of the run of ASCII digits starting at `pos` (ids and timestamps are long). A byte
+/// is a digit when subtracting `'0'` neither borrows nor sets its top bit, and adding `0x46`
+/// (= 0x80 - 0x3a) does not set it either; a borrow or a carry only leaves a byte that is
+/// itself flagged.
+#[inline]
+fn digit_run(buf: &[u8], pos: usize) -> usize {
+    scan(
+        buf,
+        pos,
+        |v| v.wrapping_sub(LO * 0x30) | v.wrapping_add(LO * 0x46),
+        |b| b.is_ascii_digit(),
+    )
 }
 
 /// Checks that `buf` is exactly one JSON value, optionally surrounded by white space.
