@@ -400,12 +400,7 @@ impl<'a> Scanner<'a> {
                         }
                         continue 'value;
                     }
-                    Some(b'}') if in_object => {
-                        self.pos += 1;
-                        depth -= 1;
-                        in_object = depth > 0 && objects & (1u128 << (depth - 1)) != 0;
-                    }
-                    Some(b']') if !in_object => {
+                    Some(b) if b == if in_object { b'}' } else { b']' } => {
                         self.pos += 1;
                         depth -= 1;
                         in_object = depth > 0 && objects & (1u128 << (depth - 1)) != 0;
