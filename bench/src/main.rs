@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use phx_bench::report::{self, Lat, LatRow, Outcome, Rate, RecvRow, Run, Scale};
-use phx_bench::rounds::{self, Repeats};
+use phx_bench::rounds;
 use phx_bench::{print_result, workers};
 use serde_json::Value;
 
@@ -406,25 +406,20 @@ impl Bench<'_> {
         repeats
             .into_iter()
             .zip(cases)
-            .map(
-                |(Repeats { mut ok, mut failed }, &(id, binary, channels))| {
-                    if ok.is_empty() {
-                        return Err(failed.swap_remove(0));
-                    }
-                    ok.sort_by(|a, b| a.fps.total_cmp(&b.fps));
-                    let median = Rate {
-                        runs,
-                        failures: failed,
-                        ..ok.swap_remove(ok.len() / 2)
-                    };
-                    eprintln!(
-                        "  recv ({id}) {} channels={channels}: {:.0} frames/s",
-                        if binary { "binary" } else { "json" },
-                        median.fps
-                    );
-                    Ok(median)
-                },
-            )
+            .map(|(repeats, &(id, binary, channels))| {
+                let (median, failures) = repeats.median_by(|a, b| a.fps.total_cmp(&b.fps))?;
+                let median = Rate {
+                    runs,
+                    failures,
+                    ..median
+                };
+                eprintln!(
+                    "  recv ({id}) {} channels={channels}: {:.0} frames/s",
+                    if binary { "binary" } else { "json" },
+                    median.fps
+                );
+                Ok(median)
+            })
             .collect()
     }
 
@@ -457,12 +452,8 @@ impl Bench<'_> {
         repeats
             .into_iter()
             .zip(cases)
-            .map(|(Repeats { mut ok, mut failed }, &(id, inflight))| {
-                if ok.is_empty() {
-                    return Err(failed.swap_remove(0));
-                }
-                ok.sort_by(|a, b| a.p99.total_cmp(&b.p99));
-                let lat = ok[ok.len() / 2];
+            .map(|(repeats, &(id, inflight))| {
+                let (lat, _) = repeats.median_by(|a, b| a.p99.total_cmp(&b.p99))?;
                 eprintln!(
                     "  latency ({id}) inflight={inflight}: p50 {:.1} p99 {:.1} p99.9 {:.1} µs",
                     lat.p50, lat.p99, lat.p999

@@ -22,6 +22,26 @@ impl<T> Default for Repeats<T> {
     }
 }
 
+impl<T> Repeats<T> {
+    /// The repeat in the middle when ordered by `key`, with the failures beside it; the first
+    /// failure when no repeat completed.
+    pub fn median_by(
+        mut self,
+        mut key: impl FnMut(&T, &T) -> std::cmp::Ordering,
+    ) -> Result<(T, Vec<String>), String> {
+        if self.ok.is_empty() {
+            return Err(self
+                .failed
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| "not run".into()));
+        }
+        self.ok.sort_by(&mut key);
+        let mid = self.ok.len() / 2;
+        Ok((self.ok.swap_remove(mid), self.failed))
+    }
+}
+
 /// Runs `once` on every case `rounds` times: one round runs each case once, and each round
 /// starts one case further on than the last, so no case always follows the same neighbour.
 /// Returns each case's repeats, in the order of `cases`.
@@ -77,6 +97,20 @@ mod tests {
         assert_eq!(out[0].ok, [10, 10]);
         assert_eq!(out[1].ok, [20]);
         assert_eq!(out[1].failed, ["crash 3"]);
+    }
+
+    #[test]
+    fn the_median_keeps_the_failures_and_no_figure_gives_the_first_failure() {
+        let r = Repeats {
+            ok: vec![5, 1, 9],
+            failed: vec!["crash".to_string()],
+        };
+        assert_eq!(r.median_by(Ord::cmp), Ok((5, vec!["crash".to_string()])));
+        let r = Repeats::<u8> {
+            ok: vec![],
+            failed: vec!["first".into(), "second".into()],
+        };
+        assert_eq!(r.median_by(Ord::cmp), Err("first".to_string()));
     }
 
     #[test]
