@@ -1,5 +1,6 @@
 //! Arbitrary bytes into every decoder, as text and as binary frames: a typed error or a message,
-//! never a panic. A message that decodes must re-encode and decode to the same message.
+//! never a panic. A message that decodes must re-encode and decode to the same message, and a
+//! decode that defers the payload check, then runs it, must agree with a full decode.
 #![no_main]
 
 use bytes::Bytes;
@@ -17,6 +18,11 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(back.status, msg.status);
             }
         }
+        let deferred = V2Json.decode_deferred(&frame).and_then(|mut msg| {
+            msg.payload.check()?;
+            Ok(msg)
+        });
+        assert_eq!(deferred.ok(), V2Json.decode(&frame).ok());
         if let Ok(msg) = V2Json.decode_from_client(&frame) {
             if let Ok(again) = V2Json.encode(&msg) {
                 let back = V2Json.decode_from_client(&again).expect("re-encoded client frame decodes");

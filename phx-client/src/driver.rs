@@ -574,7 +574,9 @@ impl<R: Runtime> State<R> {
                 let _ = reply.send(list);
             }
             Command::Stats(reply) => {
-                let _ = reply.send(self.core.stats());
+                let mut stats = self.core.stats();
+                stats.invalid_frames += self.registry.invalid_payloads.load(Ordering::Relaxed);
+                let _ = reply.send(stats);
             }
             Command::Disconnect(reply) => {
                 self.core.disconnect(now);

@@ -158,11 +158,16 @@ impl<T> State<T> {
     }
 }
 
+/// Decides, on the consumer's task, whether an item reaches the reader; it may also finish
+/// preparing it (a message's deferred payload check runs here).
+pub(crate) type Admit<T> = Arc<dyn Fn(&mut T) -> bool + Send + Sync>;
+
 /// The consuming end of an inbox: a [`Stream`] of `Result<T, Lagged>` that ends when the
 /// producer closes it.
 pub struct Receiver<T> {
     source: Arc<dyn Source<T>>,
     local: VecDeque<Slot<T>>,
+    admit: Option<Admit<T>>,
 }
 
 impl<T> fmt::Debug for Receiver<T> {
@@ -179,6 +184,15 @@ impl<T> Receiver<T> {
         Self {
             source,
             local: VecDeque::new(),
+            admit: None,
+        }
+    }
+
+    /// A receiver that hands out only the items `admit` accepts.
+    pub(crate) fn filtered(source: Arc<dyn Source<T>>, admit: Admit<T>) -> Self {
+        Self {
+            admit: Some(admit),
+            ..Self::new(source)
         }
     }
 
@@ -213,22 +227,27 @@ impl<T> Stream for Receiver<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.local.is_empty() {
-            let mut s = this.source.inbox().lock();
-            if s.queue.is_empty() {
-                if s.closed {
-                    return Poll::Ready(None);
+        loop {
+            if this.local.is_empty() {
+                let mut s = this.source.inbox().lock();
+                if s.queue.is_empty() {
+                    if s.closed {
+                        return Poll::Ready(None);
+                    }
+                    s.waker = Some(cx.waker().clone());
+                    return Poll::Pending;
                 }
-                s.waker = Some(cx.waker().clone());
-                return Poll::Pending;
+                std::mem::swap(&mut this.local, &mut s.queue);
+                s.items = 0;
             }
-            std::mem::swap(&mut this.local, &mut s.queue);
-            s.items = 0;
-        }
-        match this.local.pop_front() {
-            Some(Slot::Item(item)) => Poll::Ready(Some(Ok(item))),
-            Some(Slot::Lagged(n)) => Poll::Ready(Some(Err(Lagged(n)))),
-            None => Poll::Pending,
+            let mut item = match this.local.pop_front() {
+                Some(Slot::Item(item)) => item,
+                Some(Slot::Lagged(n)) => return Poll::Ready(Some(Err(Lagged(n)))),
+                None => continue,
+            };
+            if this.admit.as_ref().is_none_or(|admit| admit(&mut item)) {
+                return Poll::Ready(Some(Ok(item)));
+            }
         }
     }
 }
@@ -314,6 +333,23 @@ mod tests {
         inbox.close();
         let got: Vec<_> = block_on(rx.collect::<Vec<_>>());
         assert_eq!(got, [Ok(0), Ok(1), Ok(2), Err(Lagged(2))]);
+    }
+
+    #[test]
+    fn a_filtered_receiver_skips_refused_items_and_keeps_lag_markers_in_place() {
+        let inbox = Inbox::new(4);
+        let admit: Admit<i32> = Arc::new(|item: &mut i32| {
+            *item *= 10;
+            *item != 20
+        });
+        let mut rx = Receiver::filtered(inbox.clone(), admit);
+        for i in 1..=6 {
+            inbox.push(i);
+        }
+        inbox.push(7);
+        inbox.close();
+        let got: Vec<_> = block_on(rx.by_ref().collect::<Vec<_>>());
+        assert_eq!(got, [Ok(10), Ok(30), Ok(40), Err(Lagged(3))]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use futures::channel::{mpsc, oneshot};
 use phx_proto::{
     Backoff, ByteStr, ChannelId, Config, ConfigBuilder, ConfigError, Event, JoinOptions, Message,
     Payload, PayloadError, PresenceChange, PresenceEntry, PresenceEvents, Serializer, Stats,
+    Unexpected,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -371,7 +372,8 @@ impl<R: Runtime> Builder<R> {
             seed = Some(s);
             builder = builder.rng_seed(s);
         }
-        let config = builder.build()?;
+        // Payloads are checked where messages are consumed (`Registry::messages`).
+        let config = builder.defer_payload_checks(true).build()?;
         // Only `wss://` endpoints need a TLS connector (a rustls one holds the whole root
         // store): `ws://` sockets stay small.
         let tls = if config.redacted_url().starts_with("wss:") {
@@ -467,6 +469,46 @@ pub(crate) struct Shared {
 pub(crate) struct Registry {
     pub(crate) events: Mutex<Vec<Weak<Inbox<Event>>>>,
     pub(crate) events_version: AtomicU64,
+    /// Messages whose payload failed its check where they were consumed; the driver adds them
+    /// to [`Stats::invalid_frames`].
+    pub(crate) invalid_payloads: AtomicU64,
+}
+
+impl Registry {
+    /// A stream of `source`'s messages whose payloads are checked as they are taken, on the
+    /// consumer's task: the core leaves that check to us (`defer_payload_checks`), so the
+    /// driver, which every frame of the socket passes through, does not pay for it. A message
+    /// that fails is dropped, counted, logged and reported on the event streams as the core
+    /// reports any frame that does not decode.
+    fn messages(self: &Arc<Self>, source: Arc<dyn Source<Message>>) -> Messages {
+        let registry = self.clone();
+        Receiver::filtered(source, Arc::new(move |msg| registry.admit(msg)))
+    }
+
+    fn admit(&self, msg: &mut Message) -> bool {
+        let Err(error) = msg.payload.check() else {
+            return true;
+        };
+        tracing::warn!(
+            topic = %msg.topic,
+            event = %msg.event,
+            %error,
+            "dropped a message whose payload is not valid JSON"
+        );
+        self.invalid_payloads.fetch_add(1, Ordering::Relaxed);
+        let subscribers = self
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for inbox in subscribers.iter().filter_map(Weak::upgrade) {
+            let event = Event::Unexpected(Unexpected::InvalidFrame(error.clone()));
+            if let Some(waker) = inbox.push(event) {
+                waker.wake();
+            }
+        }
+        false
+    }
 }
 
 /// A Phoenix socket: one WebSocket, many channels. A cheap `Clone`; the connection is owned
@@ -810,7 +852,7 @@ impl<R> Channel<R> {
     /// on. The stream ends when the channel ends.
     pub fn messages(&self) -> Messages {
         if !self.inner.inbox_taken.swap(true, Ordering::AcqRel) {
-            return Receiver::new(self.inner.clone());
+            return self.socket.shared.registry.messages(self.inner.clone());
         }
         self.subscribe(None)
     }
@@ -826,7 +868,7 @@ impl<R> Channel<R> {
             extra.messages.retain(|(_, w)| w.strong_count() > 0);
             extra.messages.push((event, Arc::downgrade(&inbox)));
         });
-        Receiver::new(inbox)
+        self.socket.shared.registry.messages(inbox)
     }
 
     /// The channel's presence view, when it was joined with [`ChannelBuilder::presence`].

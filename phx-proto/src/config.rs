@@ -195,6 +195,7 @@ pub struct Config {
     pub(crate) send_buffer_capacity: usize,
     pub(crate) max_pending_pushes: usize,
     pub(crate) max_frame_size: usize,
+    pub(crate) defer_payload_checks: bool,
 }
 
 impl Config {
@@ -224,6 +225,7 @@ impl Config {
                 send_buffer_capacity: 1024,
                 max_pending_pushes: 65_536,
                 max_frame_size: 10_000_000,
+                defer_payload_checks: false,
             },
         })
     }
@@ -274,6 +276,12 @@ impl Config {
                 .map(|h| (h.name.clone(), h.value.clone(), h.secret))
                 .collect(),
         }
+    }
+
+    /// Whether message payloads are left for the consumer to check
+    /// ([`ConfigBuilder::defer_payload_checks`]).
+    pub fn defers_payload_checks(&self) -> bool {
+        self.defer_payload_checks
     }
 
     /// The serializer in use.
@@ -340,6 +348,7 @@ impl fmt::Debug for Config {
             .field("rng_seed", &self.rng_seed)
             .field("send_buffer_capacity", &self.send_buffer_capacity)
             .field("max_pending_pushes", &self.max_pending_pushes)
+            .field("defer_payload_checks", &self.defer_payload_checks)
             .field("max_frame_size", &self.max_frame_size)
             .finish()
     }
@@ -507,6 +516,22 @@ impl ConfigBuilder {
     /// push fails at once with [`crate::EncodeError::FrameTooLarge`].
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// Leaves the JSON payload of each message for a channel unchecked when the frame is
+    /// decoded (off by default). [`Event::Message`](crate::Event::Message) then carries a
+    /// payload whose [`Payload::is_checked`](crate::Payload::is_checked) is false, and whoever
+    /// consumes it must call [`Payload::check`](crate::Payload::check) first, which fails
+    /// exactly when decoding would have. The envelope, replies and every payload the socket
+    /// itself reads (errors, presence) are still checked on arrival.
+    ///
+    /// For drivers that hand messages to other threads: the check then runs where the message
+    /// is consumed, in parallel across channels, instead of in the one place every frame of
+    /// the socket passes through. With the V1 format, which has no cheap way to delimit a
+    /// payload, it changes nothing.
+    pub fn defer_payload_checks(mut self, defer: bool) -> Self {
+        self.config.defer_payload_checks = defer;
         self
     }
 

@@ -167,7 +167,9 @@ pub enum PayloadKind {
 /// The payload of a message: a JSON value kept as its text, or raw binary bytes.
 ///
 /// A received payload is a slice of the received frame. It is checked to be well-formed JSON when
-/// the frame is decoded, and turned into a user type only by [`Payload::decode`].
+/// the frame is decoded (or, with [`crate::ConfigBuilder::defer_payload_checks`], by
+/// [`Payload::check`] where the message is consumed), and turned into a user type only by
+/// [`Payload::decode`].
 ///
 /// ```
 /// use phx_proto::Payload;
@@ -178,10 +180,28 @@ pub enum PayloadKind {
 /// assert_eq!(p.as_bytes().as_ref(), br#"{"body":"hi"}"#);
 /// assert_eq!(p.decode::<Msg>().unwrap(), Msg { body: "hi".into() });
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct Payload {
     kind: PayloadKind,
     bytes: Bytes,
+    /// False only for a JSON payload decoded with its check deferred, until [`Payload::check`].
+    checked: bool,
+}
+
+// Equality and hashing look at what the payload holds, not at whether it was checked yet.
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.bytes == other.bytes
+    }
+}
+
+impl Eq for Payload {}
+
+impl Hash for Payload {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.kind.hash(state);
+        self.bytes.hash(state);
+    }
 }
 
 /// Why a payload could not be turned into the requested type.
@@ -205,6 +225,7 @@ impl Payload {
         Self {
             kind: PayloadKind::Json,
             bytes: Bytes::from_static(b"{}"),
+            checked: true,
         }
     }
 
@@ -217,6 +238,7 @@ impl Payload {
         Ok(Self {
             kind: PayloadKind::Json,
             bytes: Bytes::from(bytes),
+            checked: true,
         })
     }
 
@@ -234,6 +256,7 @@ impl Payload {
         Ok(Self {
             kind: PayloadKind::Json,
             bytes,
+            checked: true,
         })
     }
 
@@ -242,6 +265,7 @@ impl Payload {
         Self {
             kind: PayloadKind::Binary,
             bytes: bytes.into(),
+            checked: true,
         }
     }
 
@@ -250,7 +274,39 @@ impl Payload {
         Self {
             kind: PayloadKind::Json,
             bytes,
+            checked: true,
         }
+    }
+
+    /// Builds a payload the codec delimited but did not validate; [`Payload::check`] does.
+    pub(crate) fn json_deferred(bytes: Bytes) -> Self {
+        Self {
+            kind: PayloadKind::Json,
+            bytes,
+            checked: false,
+        }
+    }
+
+    /// Whether the payload is known to be well-formed: always true, except for a JSON payload
+    /// decoded with [`crate::ConfigBuilder::defer_payload_checks`] that has not been through
+    /// [`Payload::check`] yet.
+    pub fn is_checked(&self) -> bool {
+        self.checked
+    }
+
+    /// Checks a payload whose check was deferred: it must be exactly one well-formed JSON
+    /// value, as the decoder would have required. Does nothing for a payload already checked,
+    /// so it costs nothing to call on every message.
+    ///
+    /// # Errors
+    /// [`DecodeError`] naming the offset (within the payload) and what was wrong; the payload
+    /// stays unchecked.
+    pub fn check(&mut self) -> Result<(), DecodeError> {
+        if !self.checked {
+            json::validate_value(&self.bytes)?;
+            self.checked = true;
+        }
+        Ok(())
     }
 
     /// JSON or binary.

@@ -894,21 +894,30 @@ impl Socket {
         }
         self.stats.frames_in += 1;
         self.stats.bytes_in += frame.len() as u64;
-        let msg = match self.config.serializer.decode(&frame) {
+        let serializer = &self.config.serializer;
+        let decoded = if self.config.defer_payload_checks {
+            serializer.decode_deferred(&frame)
+        } else {
+            serializer.decode(&frame)
+        };
+        let msg = match decoded {
             Ok(msg) => msg,
-            Err(e) => {
-                self.stats.invalid_frames += 1;
-                self.events
-                    .push_back(Event::Unexpected(Unexpected::InvalidFrame(e.clone())));
-                return Err(e);
-            }
+            Err(e) => return Err(self.invalid_frame(e)),
         };
         if msg.is_reply() {
             self.route_reply(msg);
+            Ok(())
         } else {
-            self.route_message(msg);
+            self.route_message(msg)
         }
-        Ok(())
+    }
+
+    /// Counts and reports a frame that failed to decode.
+    fn invalid_frame(&mut self, e: DecodeError) -> DecodeError {
+        self.stats.invalid_frames += 1;
+        self.events
+            .push_back(Event::Unexpected(Unexpected::InvalidFrame(e.clone())));
+        e
     }
 
     /// Connection `conn` ended, or its attempt failed. Ignored for any other connection.
@@ -1388,7 +1397,19 @@ impl Socket {
         });
     }
 
-    fn route_message(&mut self, msg: Message) {
+    fn route_message(&mut self, mut msg: Message) -> Result<(), DecodeError> {
+        // With deferred checks, only a channel's own messages travel unchecked: the socket
+        // acts on lifecycle payloads itself (presence payloads go through serde, which checks).
+        if (msg.event == PHX_CLOSE || msg.event == PHX_ERROR)
+            && let Err(e) = msg.payload.check()
+        {
+            return Err(self.invalid_frame(e));
+        }
+        self.route_to_channel(msg);
+        Ok(())
+    }
+
+    fn route_to_channel(&mut self, msg: Message) {
         let lifecycle = msg.event == PHX_CLOSE || msg.event == PHX_ERROR;
         // V1 servers send no join_ref, but phx_close/phx_error carry ref == join_ref.
         let join_ref = match (&msg.join_ref, lifecycle) {

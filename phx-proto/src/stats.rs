@@ -28,7 +28,9 @@ pub struct Stats {
     pub messages: u64,
     /// Pushes that timed out.
     pub push_timeouts: u64,
-    /// Frames that failed to decode.
+    /// Frames that failed to decode. With deferred payload checks, a message whose payload
+    /// fails its check counts here once its consumer has checked it (phx-client adds those),
+    /// and in `messages` too.
     pub invalid_frames: u64,
     /// Messages for topics with no channel.
     pub unknown_topics: u64,

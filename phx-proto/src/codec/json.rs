@@ -85,6 +85,13 @@ fn digit_run(buf: &[u8], pos: usize) -> usize {
     )
 }
 
+/// Whether `b` is JSON white space. Compact JSON, as Phoenix sends it, has none: one comparison
+/// settles most bytes.
+#[inline(always)]
+pub(crate) fn is_ws(b: u8) -> bool {
+    b <= b' ' && matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
 /// Checks that `buf` is exactly one JSON value, optionally surrounded by white space.
 pub(crate) fn validate_value(buf: &[u8]) -> Result<(), DecodeError> {
     let mut s = Scanner::new(buf);
@@ -129,10 +136,8 @@ impl<'a> Scanner<'a> {
 
     #[inline]
     pub(crate) fn skip_ws(&mut self) {
-        // Compact JSON, as Phoenix sends it, has no white space: one comparison settles it.
         while let Some(&b) = self.buf.get(self.pos)
-            && b <= b' '
-            && matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+            && is_ws(b)
         {
             self.pos += 1;
         }

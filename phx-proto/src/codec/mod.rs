@@ -209,6 +209,18 @@ pub trait Serializer: fmt::Debug + Send + Sync {
     /// # Errors
     /// [`DecodeError`] saying what is wrong and where. It never panics, whatever the bytes.
     fn decode(&self, frame: &Frame) -> Result<Message, DecodeError>;
+
+    /// Decodes a server-to-client frame like [`Serializer::decode`], except that a format may
+    /// leave a message's JSON payload unchecked ([`Payload::is_checked`] is then false) when it
+    /// can delimit it without reading it. The envelope is checked as strictly as by `decode`;
+    /// [`Payload::check`] later fails exactly when `decode` would have. Used with
+    /// [`crate::ConfigBuilder::defer_payload_checks`]; by default the same as `decode`.
+    ///
+    /// # Errors
+    /// As [`Serializer::decode`], for everything but the deferred payload.
+    fn decode_deferred(&self, frame: &Frame) -> Result<Message, DecodeError> {
+        self.decode(frame)
+    }
 }
 
 /// The server's half of a wire format: encodes what a server sends and decodes what a client

@@ -286,6 +286,72 @@ fn v2_text_decode_errors_name_the_fault() {
     ));
 }
 
+/// Decodes with the payload check deferred, then checks: what a consumer of such a message
+/// ends up with.
+fn decode_then_check(frame: &Frame) -> Result<Message, DecodeError> {
+    let mut msg = V2Json.decode_deferred(frame)?;
+    msg.payload.check()?;
+    Ok(msg)
+}
+
+#[test]
+fn v2_deferred_decode_delimits_the_payload_and_the_check_reads_it() {
+    let msg = V2Json
+        .decode_deferred(&text(r#"[null,null,"t","e", {"a":[1,2]} ]"#))
+        .unwrap();
+    assert!(!msg.payload.is_checked());
+    assert_eq!(msg.payload.as_bytes().as_ref(), br#"{"a":[1,2]}"#);
+    let mut checked = msg.clone();
+    checked.payload.check().unwrap();
+    assert!(checked.payload.is_checked());
+    assert_eq!(checked, msg, "checking changes nothing but the flag");
+    // Replies are read whole: their status and response are needed at once.
+    let reply = V2Json
+        .decode_deferred(&text(
+            r#"["1","2","t","phx_reply",{"response":{},"status":"ok"}]"#,
+        ))
+        .unwrap();
+    assert!(reply.payload.is_checked());
+    // Binary frames carry no JSON.
+    assert!(
+        V2Json
+            .decode_deferred(&hex(S2C_BCAST))
+            .unwrap()
+            .payload
+            .is_checked()
+    );
+    // What a full decode refuses in the payload, the check refuses.
+    for bad in [
+        r#"[null,null,"t","e",{"a":}]"#,
+        r#"[null,null,"t","e",{},1,2]"#,
+        r#"[null,null,"t","e",{"a":"]"]"#,
+        r#"[null,null,"t","e",[[]]]]"#,
+    ] {
+        assert!(V2Json.decode(&text(bad)).is_err(), "{bad}");
+        let mut msg = V2Json.decode_deferred(&text(bad)).unwrap();
+        assert!(msg.payload.check().is_err(), "{bad}");
+        assert!(!msg.payload.is_checked(), "{bad}");
+    }
+    // The envelope is checked at once, with the errors of a full decode.
+    for bad in [
+        "",
+        "{}",
+        r#"[null,null,5,"e",{}]"#,
+        r#"[null,null,"t","e"]"#,
+        r#"[null,null,"t","e",]"#,
+        r#"[null,null,"t","e", ]"#,
+        r#"[null,null,"t","e",{}] x"#,
+        r#"[null,null,"t","e",{}"#,
+        r#"[null,null,"t","phx_reply",{"response":{}}]"#,
+    ] {
+        assert_eq!(
+            V2Json.decode_deferred(&text(bad)).unwrap_err(),
+            V2Json.decode(&text(bad)).unwrap_err(),
+            "{bad}"
+        );
+    }
+}
+
 #[test]
 fn reply_status_may_be_any_string() {
     let msg = V2Json
@@ -510,6 +576,7 @@ proptest! {
         let b = Bytes::from(bytes);
         for frame in [Frame::Text(b.clone()), Frame::Binary(b)] {
             let _ = V2Json.decode(&frame);
+            prop_assert_eq!(V2Json.decode(&frame).ok(), decode_then_check(&frame).ok());
             let _ = V2Json.decode_from_client(&frame);
             let _ = V1Json.decode(&frame);
             let _ = V1Json.decode_from_client(&frame);
@@ -533,6 +600,42 @@ proptest! {
             let f = Frame::Text(Bytes::from(v));
             let _ = V2Json.decode(&f);
             let _ = V1Json.decode(&f);
+        }
+    }
+
+    #[test]
+    fn a_deferred_check_fails_exactly_when_a_full_decode_does(
+        value in arb_json(),
+        event in prop_oneof![Just("e"), Just("phx_reply")],
+        tail in prop_oneof![Just(""), Just(" "), Just(",1"), Just("]"), Just("}"), Just(" ,{}")],
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        byte in prop_oneof![
+            Just(b'['), Just(b']'), Just(b'{'), Just(b'}'), Just(b','), Just(b'"'),
+            Just(b' '), Just(b':'), Just(b'\\'), any::<u8>(),
+        ],
+        mutate in 0..3u8,
+    ) {
+        let payload = Payload::json(&value).unwrap();
+        let body = if event == "phx_reply" {
+            format!(r#"{{"response":{},"status":"ok"}}"#, payload.as_json_str().unwrap())
+        } else {
+            payload.as_json_str().unwrap().to_owned()
+        };
+        let mut v = format!(r#"["1","2","t","{event}",{body}{tail}]"#).into_bytes();
+        if mutate > 0 {
+            let i = flip.index(v.len());
+            v[i] = byte;
+        }
+        if mutate > 1 {
+            v.truncate(cut.index(v.len() + 1));
+        }
+        let frame = Frame::Text(Bytes::from(v));
+        let full = V2Json.decode(&frame);
+        let deferred = decode_then_check(&frame);
+        prop_assert_eq!(full.is_ok(), deferred.is_ok(), "{:?}: {:?} / {:?}", frame, full, deferred);
+        if let (Ok(a), Ok(b)) = (full, deferred) {
+            prop_assert_eq!(a, b);
         }
     }
 

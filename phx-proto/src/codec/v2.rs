@@ -42,9 +42,48 @@ fn separator(s: &mut Scanner<'_>, found: usize) -> Result<(), DecodeError> {
     }
 }
 
-/// Decodes `[join_ref, ref, topic, event, payload]`. With `replies`, a `phx_reply` payload is
-/// split into status and response (the server → client direction).
-fn decode_text(frame: &Bytes, replies: bool) -> Result<Message, DecodeError> {
+/// How [`decode_text`] treats the payload.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Server → client: a `phx_reply` payload is split into status and response.
+    Server,
+    /// Server → client, and the payload of anything but a reply is delimited, not checked.
+    ServerDeferred,
+    /// Client → server: payloads as they are.
+    Client,
+}
+
+/// The payload of a frame whose envelope was read up to `s`, delimited without being read: as
+/// the last element of the array, it runs from the next non-space byte to the last non-space
+/// byte before the frame's final `]`, where `s` is left. Whatever lies between (a malformed
+/// value, extra elements) is for [`Payload::check`] to refuse, as a full scan would have.
+/// `None`, with `s` untouched, when the frame does not end that way: the full scan then says
+/// what is wrong.
+fn last_element(s: &mut Scanner<'_>, frame: &[u8]) -> Option<(usize, usize)> {
+    let from = s.pos();
+    s.skip_ws();
+    let start = s.pos();
+    let last = |end: usize| frame.get(start..end).and_then(|f| f.last()).copied();
+    let trim = |mut end: usize| {
+        while last(end).is_some_and(json::is_ws) {
+            end -= 1;
+        }
+        end
+    };
+    let close = trim(frame.len());
+    if last(close) == Some(b']') {
+        let end = trim(close - 1);
+        if end > start {
+            s.seek(close - 1);
+            return Some((start, end));
+        }
+    }
+    s.seek(from);
+    None
+}
+
+/// Decodes `[join_ref, ref, topic, event, payload]` as `mode` says.
+fn decode_text(frame: &Bytes, mode: Mode) -> Result<Message, DecodeError> {
     let mut s = Scanner::new(frame);
     match s.peek() {
         Some(b'[') => s.bump(),
@@ -67,9 +106,13 @@ fn decode_text(frame: &Bytes, replies: bool) -> Result<Message, DecodeError> {
     separator(&mut s, 3)?;
     let event = string_field(&mut s, frame, "event")?;
     separator(&mut s, 4)?;
-    let (payload, status) = if replies && event == PHX_REPLY {
+    let (payload, status) = if mode != Mode::Client && event == PHX_REPLY {
         let (status, (a, b)) = reply_fields(&mut s, frame)?;
         (Payload::json_unchecked(frame.slice(a..b)), Some(status))
+    } else if mode == Mode::ServerDeferred
+        && let Some((a, b)) = last_element(&mut s, frame)
+    {
+        (Payload::json_deferred(frame.slice(a..b)), None)
     } else {
         let (a, b) = s.value()?;
         (Payload::json_unchecked(frame.slice(a..b)), None)
@@ -155,7 +198,14 @@ impl Serializer for V2Json {
 
     fn decode(&self, frame: &Frame) -> Result<Message, DecodeError> {
         match frame {
-            Frame::Text(b) => decode_text(b, true),
+            Frame::Text(b) => decode_text(b, Mode::Server),
+            Frame::Binary(b) => binary::decode_from_server(b),
+        }
+    }
+
+    fn decode_deferred(&self, frame: &Frame) -> Result<Message, DecodeError> {
+        match frame {
+            Frame::Text(b) => decode_text(b, Mode::ServerDeferred),
             Frame::Binary(b) => binary::decode_from_server(b),
         }
     }
@@ -197,7 +247,7 @@ impl ServerSerializer for V2Json {
 
     fn decode_from_client(&self, frame: &Frame) -> Result<Message, DecodeError> {
         match frame {
-            Frame::Text(b) => decode_text(b, false),
+            Frame::Text(b) => decode_text(b, Mode::Client),
             Frame::Binary(b) => binary::decode_from_client(b),
         }
     }

@@ -1035,6 +1035,59 @@ fn hostile_input_is_counted_and_reported_and_nothing_is_lost() {
     }));
 }
 
+#[test]
+fn deferred_checks_leave_messages_to_the_consumer_and_check_what_the_socket_reads() {
+    let mut t = T::with(config().defer_payload_checks(true));
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.take_events();
+    // A channel's message arrives delimited, not read; checking it is the consumer's part.
+    t.recv(r#"[null,null,"room:lobby","new_msg",{"body":"hi"}]"#);
+    t.recv(r#"[null,null,"room:lobby","new_msg",{"body":]"#);
+    let mut payloads: Vec<Payload> = t
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message { channel, message } if channel == ch => Some(message.payload),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payloads.len(), 2);
+    assert!(payloads.iter().all(|p| !p.is_checked()));
+    assert!(payloads[0].check().is_ok());
+    assert!(payloads[1].check().is_err());
+    assert_eq!(t.s.stats().invalid_frames, 0);
+    // A payload the socket acts on itself is checked on arrival: a malformed phx_error is an
+    // invalid frame, and the channel stays joined.
+    let conn = t.conn.unwrap();
+    let bad_error = r#"["1",null,"room:lobby","phx_error",{"reason":}]"#;
+    assert!(
+        t.s.handle_frame(t.now, conn, Frame::Text(bad_error.into()))
+            .is_err()
+    );
+    t.drain();
+    assert_eq!(t.s.stats().invalid_frames, 1);
+    assert!(t.s.channel(ch).unwrap().is_joined());
+    let ev = t.take_events();
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [Event::Unexpected(Unexpected::InvalidFrame(_))]
+        ),
+        "{ev:?}"
+    );
+    // A well-formed one errors the channel with a checked payload.
+    t.recv(r#"["1",null,"room:lobby","phx_error",{"reason":"crash"}]"#);
+    let errored = t.take_events().into_iter().find_map(|e| match e {
+        Event::ChannelErrored {
+            reason: ChannelError::Server(p),
+            ..
+        } => Some(p),
+        _ => None,
+    });
+    assert!(errored.is_some_and(|p| p.is_checked()));
+}
+
 // ------------------------------------------------------------------ pushes
 
 #[test]

@@ -949,6 +949,7 @@ pub async fn hostile_frames_are_ignored_and_nothing_is_lost<R: Runtime + Default
     let socket = connect::<R>(&h).await;
     let mut events = socket.events();
     let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let mut messages = lobby.messages();
     // A push that will time out, then get a late reply.
     let timed_out = lobby
         .push_payload("noreply", Payload::empty(), Some(MS(100)))
@@ -1003,6 +1004,10 @@ pub async fn hostile_frames_are_ignored_and_nothing_is_lost<R: Runtime + Default
                 br#"["1","1","room:lobby","phx_reply",{"status":"ok"}]"#,
             )),
             Frame::Text(Bytes::from(late_reply)),
+            // A valid message after them all: the first the channel's stream hands out.
+            Frame::Text(Bytes::from_static(
+                br#"[null,null,"room:lobby","after",{"ok":true}]"#,
+            )),
         ];
         for f in frames {
             assert!(h.call(move |s, _| s.send_raw(conn, f)).await);
@@ -1020,6 +1025,11 @@ pub async fn hostile_frames_are_ignored_and_nothing_is_lost<R: Runtime + Default
             .unwrap()
             .is_ok()
     );
+    // The deeply nested payload is refused where the stream hands messages out (the driver
+    // leaves that check to the consumer); it never reaches the application.
+    let first = messages.next().await.unwrap().unwrap();
+    assert_eq!(first.event, "after");
+    assert!(first.payload.is_checked());
     let stats = socket.stats().await.unwrap();
     assert_eq!(stats.connects, 1, "no reconnect was needed");
     assert!(stats.invalid_frames >= 5, "{stats:?}");
