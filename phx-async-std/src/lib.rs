@@ -175,6 +175,11 @@ impl phx_client::Runtime for AsyncStd {
         async_std::task::spawn(future);
     }
 
+    fn context(&self) -> Option<u64> {
+        // One global executor, and async-io's timers work from any thread.
+        Some(0)
+    }
+
     // Not an `async fn`: the future must be 'static, so it cannot borrow `self`.
     #[allow(clippy::manual_async_fn)]
     fn connect(

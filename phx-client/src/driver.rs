@@ -6,7 +6,7 @@ use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -168,7 +168,27 @@ enum PushWaiter {
 /// once every handle is dropped and the WebSocket is closed.
 #[must_use = "the driver does nothing unless it is spawned or polled"]
 pub struct Driver<R: Runtime> {
-    state: Box<State<R>>,
+    state: Arc<Mutex<State<R>>>,
+}
+
+/// The handles' shortcut into an idle driver: the command is carried out on the caller's task,
+/// its frames written from there, instead of waking the driver's task to do it. On a
+/// multi-threaded runtime that wake-up is a hop to another thread (an `eventfd` write and a
+/// worker leaving `epoll_wait`), paid on every push.
+pub(crate) trait Direct: Send + Sync {
+    /// Carries out `cmd` now if the driver is idle and its timers can be set from this thread;
+    /// otherwise hands it back, for the command queue.
+    fn try_apply(&self, cmd: Command) -> Result<(), Command>;
+}
+
+impl<R: Runtime> Direct for Mutex<State<R>> {
+    fn try_apply(&self, cmd: Command) -> Result<(), Command> {
+        // Never wait for the driver: when it is running, it reads the queue soon anyway.
+        match self.try_lock() {
+            Ok(mut state) => state.apply_direct(cmd),
+            Err(_) => Err(cmd),
+        }
+    }
 }
 
 struct State<R: Runtime> {
@@ -204,6 +224,12 @@ struct State<R: Runtime> {
     /// Whether the runtime runs the driver on the application's thread (asked once, from
     /// inside the runtime).
     shares_thread: Option<bool>,
+    /// The driver task's waker, from its last poll: what the shortcut ([`Direct`]) registers
+    /// with the WebSocket, the timer and the command queue, so that whatever happens next
+    /// wakes the driver, not the caller. `None` until the first poll and after the end.
+    waker: Option<Waker>,
+    /// The executor the driver runs in ([`Runtime::context`]), from its first poll.
+    context: Option<u64>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -219,7 +245,7 @@ impl<R: Runtime> Driver<R> {
         let now = rt.now();
         let span = tracing::info_span!("phx.socket", url = %config.redacted_url(), seed);
         Self {
-            state: Box::new(State {
+            state: Arc::new(Mutex::new(State {
                 core: phx_proto::Socket::new(config, now),
                 rt,
                 tls,
@@ -248,30 +274,104 @@ impl<R: Runtime> Driver<R> {
                 batch_channel: None,
                 shutting_down: false,
                 shares_thread: None,
-            }),
+                waker: None,
+                context: None,
+            })),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<R>> {
+        // Every section that holds the lock leaves the state consistent between its steps.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn connect_waiter(&mut self, tx: oneshot::Sender<Result<(), ConnectError>>) {
-        self.state.connect_waiter = Some(tx);
+        self.lock().connect_waiter = Some(tx);
+    }
+
+    /// The handles' shortcut into this driver's state.
+    pub(crate) fn direct(&self) -> Weak<dyn Direct> {
+        let state: Arc<dyn Direct> = self.state.clone();
+        Arc::downgrade(&state)
     }
 }
 
 impl<R: Runtime> Future for Driver<R> {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let state = &mut *self.state;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
         let span = state.span.clone();
         let _entered = span.enter();
-        state.poll_drive(cx)
+        let poll = state.poll_drive(cx);
+        if poll.is_ready() {
+            state.waker = None;
+        }
+        poll
     }
 }
 
 impl<R: Runtime> State<R> {
+    /// The shortcut's turn ([`Direct`]): everything a driver poll does but reading, on the
+    /// caller's task with the driver's waker. Queued commands go first, so a handle's commands
+    /// keep their order whichever way each one comes. The driver is woken only if the turn
+    /// left it something to start (a dial, a close).
+    ///
+    /// Taken only while no push awaits its reply: a lone request saves a thread hop, while
+    /// pipelined pushes are left to the driver, which writes a whole batch with one system
+    /// call where the shortcut would make one per push.
+    fn apply_direct(&mut self, cmd: Command) -> Result<(), Command> {
+        let Some(waker) = self.waker.clone() else {
+            return Err(cmd);
+        };
+        if self.shutting_down
+            || !self.pushes.is_empty()
+            || !self.outbox.is_empty()
+            || self.context.is_none()
+            || self.rt.context() != self.context
+        {
+            return Err(cmd);
+        }
+        let span = self.span.clone();
+        let _entered = span.enter();
+        let mut cx = Context::from_waker(&waker);
+        let before = self.lifecycle();
+        self.poll_commands(&mut cx);
+        self.apply(cmd);
+        self.poll_timer(&mut cx);
+        self.process_outputs();
+        self.poll_write(&mut cx);
+        self.process_outputs();
+        for w in self.wake.drain(..) {
+            w.wake();
+        }
+        if self.lifecycle() != before {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// What only the driver's own poll moves on: the dial, the connection and its closing.
+    fn lifecycle(&self) -> (bool, Option<(ConnectionId, bool)>, bool) {
+        (
+            self.dial.is_some(),
+            self.conn.as_ref().map(|c| (c.id, c.closing.is_some())),
+            self.shutting_down,
+        )
+    }
+
     fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if !self.started {
             self.started = true;
+            self.context = self.rt.context();
             let now = self.rt.now();
             self.core.connect(now);
         }

@@ -17,6 +17,14 @@
 //! When the runtime runs the driver on the application's thread ([`Runtime::shares_thread`],
 //! tokio's current-thread runtime), the driver reads at most a quarter of a stream's capacity
 //! before yielding, so a reader that keeps reading never lags.
+//!
+//! # Pushes from the caller's task
+//!
+//! While no push awaits its reply and the driver is idle, a command made from the driver's own
+//! executor ([`Runtime::context`]) is carried out on the caller's task, its frame written from
+//! there, instead of waking the driver's task for it: a lone request/reply exchange saves a
+//! thread hop. Pipelined pushes, and handles used from other executors, go through the command
+//! queue.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -43,6 +43,14 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         false
     }
 
+    /// Which executor the calling thread runs in, as a number that tells executors apart. A
+    /// handle called from the same executor as its driver may carry out a push on its own task
+    /// (setting the driver's timers) when the driver is idle, instead of waking the driver's
+    /// task for it. The default, `None`, turns that shortcut off.
+    fn context(&self) -> Option<u64> {
+        None
+    }
+
     /// Asks to be polled again after the executor's other ready tasks have had their turn
     /// (used when [`Runtime::shares_thread`]). The default wakes the task at once.
     fn yield_now(&self, cx: &mut Context<'_>) {

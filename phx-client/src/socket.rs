@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::driver::{Command, Driver};
+use crate::driver::{Command, Direct, Driver};
 use crate::error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};
 use crate::inbox::{Inbox, Receiver, Source};
 use crate::runtime::Runtime;
@@ -385,18 +385,30 @@ impl<R: Runtime> Builder<R> {
         let seed = seed.unwrap_or(config.rng_seed());
         let (tx, rx) = mpsc::channel(self.options.command_capacity);
         let registry = Arc::new(Registry::default());
+        let url = config.redacted_url();
+        let (event_capacity, channel_capacity) =
+            (self.options.event_capacity, self.options.channel_capacity);
+        let driver = Driver::new(
+            self.runtime,
+            tls,
+            config,
+            self.options,
+            rx,
+            registry.clone(),
+            seed,
+        );
         let shared = Arc::new(Shared {
             commands: tx,
-            registry: registry.clone(),
-            event_capacity: self.options.event_capacity,
-            channel_capacity: self.options.channel_capacity,
-            url: config.redacted_url(),
+            direct: driver.direct(),
+            registry,
+            event_capacity,
+            channel_capacity,
+            url,
         });
         let socket = Socket {
             shared,
             _runtime: PhantomData,
         };
-        let driver = Driver::new(self.runtime, tls, config, self.options, rx, registry, seed);
         Ok((socket, driver))
     }
 
@@ -457,6 +469,9 @@ fn random_seed() -> u64 {
 /// command channel open): it shares only the [`Registry`].
 pub(crate) struct Shared {
     pub(crate) commands: mpsc::Sender<Command>,
+    /// The shortcut into the driver when it is idle; weak, so that it does not keep the
+    /// driver's state alive after the driver ends.
+    pub(crate) direct: Weak<dyn Direct>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) event_capacity: usize,
     pub(crate) channel_capacity: usize,
@@ -545,6 +560,13 @@ impl<R: Runtime + Default> Socket<R> {
 
 impl<R> Socket<R> {
     async fn send(&self, command: Command) -> Result<(), SocketClosed> {
+        let command = match self.shared.direct.upgrade() {
+            Some(direct) => match direct.try_apply(command) {
+                Ok(()) => return Ok(()),
+                Err(command) => command,
+            },
+            None => command,
+        };
         self.shared
             .commands
             .clone()

@@ -81,6 +81,15 @@ impl phx_client::Runtime for Tokio {
         tokio::spawn(future);
     }
 
+    fn context(&self) -> Option<u64> {
+        // A timer belongs to the runtime it is made in: only the driver's own will do.
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let mut hasher = DefaultHasher::new();
+        handle.id().hash(&mut hasher);
+        Some(hasher.finish())
+    }
+
     fn shares_thread(&self) -> bool {
         tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
