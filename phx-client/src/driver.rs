@@ -344,8 +344,15 @@ impl<R: Runtime> State<R> {
         let _entered = span.enter();
         let mut cx = Context::from_waker(&waker);
         let before = self.lifecycle();
-        self.poll_commands(&mut cx);
-        self.apply(cmd);
+        let (_, drained) = self.poll_commands_drained(&mut cx);
+        // With commands still queued, this one joins them at the back (the driver is woken to
+        // go on); otherwise it is next.
+        let back = if drained {
+            self.apply(cmd);
+            None
+        } else {
+            Some(cmd)
+        };
         self.poll_timer(&mut cx);
         self.process_outputs();
         self.poll_write(&mut cx);
@@ -353,10 +360,10 @@ impl<R: Runtime> State<R> {
         for w in self.wake.drain(..) {
             w.wake();
         }
-        if self.lifecycle() != before {
+        if back.is_some() || self.lifecycle() != before {
             waker.wake();
         }
-        Ok(())
+        back.map_or(Ok(()), Err)
     }
 
     /// What only the driver's own poll moves on: the dial, the connection and its closing.
@@ -564,8 +571,14 @@ impl<R: Runtime> State<R> {
     }
 
     fn poll_commands(&mut self, cx: &mut Context<'_>) -> bool {
+        self.poll_commands_drained(cx).0
+    }
+
+    /// As `poll_commands`; also says whether the queue was found empty (rather than left with
+    /// commands for the next turn).
+    fn poll_commands_drained(&mut self, cx: &mut Context<'_>) -> (bool, bool) {
         if self.shutting_down || self.outbox.len() > OUTBOX_HIGH {
-            return false;
+            return (false, false);
         }
         let mut progress = false;
         for _ in 0..READ_BATCH {
@@ -578,12 +591,12 @@ impl<R: Runtime> State<R> {
                     debug!("every handle dropped: shutting down");
                     self.shutting_down = true;
                     self.core.disconnect(self.rt.now());
-                    return true;
+                    return (true, false);
                 }
-                Poll::Pending => break,
+                Poll::Pending => return (progress, true),
             }
         }
-        progress
+        (progress, false)
     }
 
     fn apply(&mut self, cmd: Command) {

@@ -936,6 +936,89 @@ async fn only_conn(h: &Harness) -> phx_tests::server::ConnId {
     conns[0]
 }
 
+/// Tasks pushing at once, on the runtime's threads and on this one: a push is written from its
+/// caller's task when the driver is idle and no other push awaits a reply, and goes through the
+/// command queue otherwise. Whichever way each one takes, every push gets its own reply and each
+/// task's pushes reach the server in the order it made them.
+pub async fn concurrent_pushes_keep_each_tasks_order<R: Runtime + Default>() {
+    use phx_proto::ServerSerializer;
+    const TASKS: u64 = 6;
+    const PUSHES: u64 = 60;
+    let h = BackgroundServer::start(ServerConfig {
+        record_frames: true,
+        ..ServerConfig::default()
+    });
+    let socket = connect::<R>(&h).await;
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let pushes = |t: u64, lobby: phx_client::Channel<R>| async move {
+        for i in 0..PUSHES {
+            let reply = lobby.push("ping", &json!({"t": t, "i": i})).await.unwrap();
+            assert_eq!(reply.decode::<Value>().unwrap(), json!({"t": t, "i": i}));
+            if i % 7 == t % 7 {
+                lobby
+                    .cast("noreply", &json!({"t": t, "i": i}))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let rt = R::default();
+    let mut done = Vec::new();
+    for t in 0..TASKS / 2 {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let task = pushes(t, lobby.clone());
+        rt.spawn(async move {
+            task.await;
+            let _ = tx.send(());
+        });
+        done.push(rx);
+    }
+    let here = futures::future::join_all((TASKS / 2..TASKS).map(|t| pushes(t, lobby.clone())));
+    let spawned = futures::future::join_all(done);
+    within::<R, _>(
+        MS(20_000),
+        "every push",
+        futures::future::join(here, spawned),
+    )
+    .await;
+    let conn = only_conn(&h).await;
+    let seen: Vec<(String, u64, u64)> = h
+        .call(move |s, _| {
+            s.received(conn)
+                .iter()
+                .filter_map(|f| phx_proto::V2Json.decode_from_client(f).ok())
+                .filter(|m| m.event == "ping" || m.event == "noreply")
+                .map(|m| {
+                    let v: Value = m.payload.decode().unwrap();
+                    (
+                        m.event.to_string(),
+                        v["t"].as_u64().unwrap(),
+                        v["i"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .await;
+    for t in 0..TASKS {
+        let order: Vec<(&str, u64)> = seen
+            .iter()
+            .filter(|(_, task, _)| *task == t)
+            .map(|(event, _, i)| (event.as_str(), *i))
+            .collect();
+        let mut want = Vec::new();
+        for i in 0..PUSHES {
+            want.push(("ping", i));
+            if i % 7 == t % 7 {
+                want.push(("noreply", i));
+            }
+        }
+        assert_eq!(
+            order, want,
+            "task {t}'s pushes, in the order the server got them"
+        );
+    }
+}
+
 /// A hostile server: garbage, unknown topics and refs, a reply to a timed-out push, deeply
 /// nested JSON, an unknown binary kind. Each is counted and reported; the connection, the
 /// channel and every pending push survive.
@@ -1306,6 +1389,7 @@ macro_rules! conformance_suite {
             presence_with_several_users,
             tls_verifies_certificates,
             hostile_frames_are_ignored_and_nothing_is_lost,
+            concurrent_pushes_keep_each_tasks_order,
             flood_to_a_slow_reader_is_bounded_and_accounted,
             refused_403_keeps_backing_off,
             silent_server_hits_the_connect_timeout,
