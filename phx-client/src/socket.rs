@@ -872,6 +872,11 @@ impl<R> Channel<R> {
     /// The channel's messages (pushes and broadcasts from the server). The first call returns
     /// every message since the join; later calls return a new stream of the messages from then
     /// on. The stream ends when the channel ends.
+    ///
+    /// Each payload is checked to be well-formed JSON as the stream hands its message out, on
+    /// the reading task rather than in the driver; a message that fails is not handed out but
+    /// counted in [`Stats::invalid_frames`], logged and reported as
+    /// [`Unexpected::InvalidFrame`] on [`Socket::events`].
     pub fn messages(&self) -> Messages {
         if !self.inner.inbox_taken.swap(true, Ordering::AcqRel) {
             return self.socket.shared.registry.messages(self.inner.clone());
