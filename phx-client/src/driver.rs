@@ -971,7 +971,7 @@ impl<R: Runtime> State<R> {
     /// Hands `message` to the channel's extra subscribers, and queues it for the channel's
     /// stream: consecutive messages of one channel reach its stream in one batch (one lock, one
     /// wake-up), moved rather than cloned.
-    fn deliver(&mut self, channel: ChannelId, message: Message) {
+    fn deliver(&mut self, channel: ChannelId, mut message: Message) {
         if self.batch_channel != Some(channel) {
             self.flush_messages();
         }
@@ -979,6 +979,11 @@ impl<R: Runtime> State<R> {
             return;
         };
         entry.refresh();
+        // A message for several streams is checked once, here, so that a malformed one is
+        // counted and reported once; a channel's only stream checks its own.
+        if !entry.subscribers().is_empty() && !self.registry.admit(&mut message) {
+            return;
+        }
         for (filter, sub) in entry.subscribers() {
             if filter
                 .as_deref()

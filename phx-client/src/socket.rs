@@ -500,7 +500,8 @@ impl Registry {
         Receiver::filtered(source, Arc::new(move |msg| registry.admit(msg)))
     }
 
-    fn admit(&self, msg: &mut Message) -> bool {
+    /// Checks `msg`'s payload if that was left to us: whether it may be handed out.
+    pub(crate) fn admit(&self, msg: &mut Message) -> bool {
         let Err(error) = msg.payload.check() else {
             return true;
         };

@@ -936,6 +936,55 @@ async fn only_conn(h: &Harness) -> phx_tests::server::ConnId {
     conns[0]
 }
 
+/// A message whose payload is not JSON never reaches a stream, whichever reads it (the
+/// channel's own stream checks its messages; with more streams the driver checks once), and is
+/// counted and reported exactly once; the messages around it arrive.
+pub async fn a_malformed_payload_is_dropped_once_whatever_reads_it<R: Runtime + Default>() {
+    use bytes::Bytes;
+    use phx_proto::{Frame, Unexpected};
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let mut events = socket.events();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let mut all = lobby.messages();
+    let conn = only_conn(&h).await;
+    let send = |text: &'static str| {
+        let f = Frame::Text(Bytes::from_static(text.as_bytes()));
+        h.call(move |s, _| s.send_raw(conn, f))
+    };
+    // One stream: the stream checks.
+    assert!(send(r#"[null,null,"room:lobby","note",{"n":1}]"#).await);
+    assert!(send(r#"[null,null,"room:lobby","note",{"n":}]"#).await);
+    assert!(send(r#"[null,null,"room:lobby","note",{"n":2}]"#).await);
+    for n in [1, 2] {
+        let msg = within::<R, _>(MS(2000), "a message", all.next()).await;
+        let msg = msg.unwrap().unwrap();
+        assert_eq!(msg.payload.decode::<Value>().unwrap(), json!({"n": n}));
+    }
+    // Three streams: the driver checks, once.
+    let mut notes = lobby.on("note");
+    let mut second = lobby.messages();
+    assert!(send(r#"[null,null,"room:lobby","note",[1,2,]]"#).await);
+    assert!(send(r#"[null,null,"room:lobby","note",{"n":3}]"#).await);
+    for stream in [&mut all, &mut notes, &mut second] {
+        let msg = within::<R, _>(MS(2000), "a message", stream.next()).await;
+        let msg = msg.unwrap().unwrap();
+        assert_eq!(msg.payload.decode::<Value>().unwrap(), json!({"n": 3}));
+    }
+    let stats = socket.stats().await.unwrap();
+    assert_eq!(stats.invalid_frames, 2, "{stats:?}");
+    let mut reported = 0;
+    while let Some(Some(Ok(e))) = futures::select_biased! {
+        e = events.next().fuse() => Some(e),
+        () = sleep::<R>(MS(100)).fuse() => None,
+    } {
+        if matches!(e, Event::Unexpected(Unexpected::InvalidFrame(_))) {
+            reported += 1;
+        }
+    }
+    assert_eq!(reported, 2, "each malformed message reported once");
+}
+
 /// Tasks pushing at once, on the runtime's threads and on this one: a push is written from its
 /// caller's task when the driver is idle and no other push awaits a reply, and goes through the
 /// command queue otherwise. Whichever way each one takes, every push gets its own reply and each
@@ -1390,6 +1439,7 @@ macro_rules! conformance_suite {
             tls_verifies_certificates,
             hostile_frames_are_ignored_and_nothing_is_lost,
             concurrent_pushes_keep_each_tasks_order,
+            a_malformed_payload_is_dropped_once_whatever_reads_it,
             flood_to_a_slow_reader_is_bounded_and_accounted,
             refused_403_keeps_backing_off,
             silent_server_hits_the_connect_timeout,
