@@ -344,7 +344,7 @@ impl<R: Runtime> State<R> {
         let _entered = span.enter();
         let mut cx = Context::from_waker(&waker);
         let before = self.lifecycle();
-        let (_, drained) = self.poll_commands_drained(&mut cx);
+        let (_, drained) = self.poll_commands(&mut cx);
         // With commands still queued, this one joins them at the back (the driver is woken to
         // go on); otherwise it is next.
         let back = if drained {
@@ -353,17 +353,25 @@ impl<R: Runtime> State<R> {
         } else {
             Some(cmd)
         };
-        self.poll_timer(&mut cx);
-        self.process_outputs();
-        self.poll_write(&mut cx);
-        self.process_outputs();
-        for w in self.wake.drain(..) {
-            w.wake();
-        }
+        self.settle(&mut cx);
         if back.is_some() || self.lifecycle() != before {
             waker.wake();
         }
         back.map_or(Ok(()), Err)
+    }
+
+    /// The rest of a turn, once frames are read and commands taken: the timer, the core's
+    /// outputs and the writes, then the wake-ups they left for consumers. Whether anything
+    /// happened.
+    fn settle(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = self.poll_timer(cx);
+        progress |= self.process_outputs();
+        progress |= self.poll_write(cx);
+        progress |= self.process_outputs();
+        for w in self.wake.drain(..) {
+            w.wake();
+        }
+        progress
     }
 
     /// What only the driver's own poll moves on: the dial, the connection and its closing.
@@ -406,14 +414,8 @@ impl<R: Runtime> State<R> {
                 read_waiting = if waiting { current } else { None };
             }
             progress |= self.poll_dial(cx);
-            progress |= self.poll_commands(cx);
-            progress |= self.poll_timer(cx);
-            progress |= self.process_outputs();
-            progress |= self.poll_write(cx);
-            progress |= self.process_outputs();
-            for w in self.wake.drain(..) {
-                w.wake();
-            }
+            progress |= self.poll_commands(cx).0;
+            progress |= self.settle(cx);
             if self.shutting_down && self.conn.is_none() && self.dial.is_none() {
                 self.finish();
                 return Poll::Ready(());
@@ -570,13 +572,9 @@ impl<R: Runtime> State<R> {
         }
     }
 
-    fn poll_commands(&mut self, cx: &mut Context<'_>) -> bool {
-        self.poll_commands_drained(cx).0
-    }
-
-    /// As `poll_commands`; also says whether the queue was found empty (rather than left with
-    /// commands for the next turn).
-    fn poll_commands_drained(&mut self, cx: &mut Context<'_>) -> (bool, bool) {
+    /// Carries out queued commands, a batch at most. Returns whether there were any, and whether
+    /// the queue was found empty (rather than left with commands for the next turn).
+    fn poll_commands(&mut self, cx: &mut Context<'_>) -> (bool, bool) {
         if self.shutting_down || self.outbox.len() > OUTBOX_HIGH {
             return (false, false);
         }
