@@ -22,7 +22,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error as WsError, Message as WsMessage};
 
 use crate::error::{ConnectError, JoinError, LeaveError, PushError};
-use crate::inbox::{Batch, Inbox};
+use crate::inbox::{self, Batch, Inbox};
 use crate::runtime::Runtime;
 use crate::socket::{ChannelShared, Credentials, ExtraSubs, Options, Registry, Reply, Subscriber};
 use crate::tls::TlsConnector;
@@ -1030,21 +1030,10 @@ impl<R: Runtime> State<R> {
     fn broadcast_event(&mut self, event: Event) {
         let version = self.registry.events_version.load(Ordering::Acquire);
         if version != self.events_version {
-            let list = self
-                .registry
-                .events
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            self.events_cache = list.clone();
+            self.events_cache = self.registry.event_subscribers();
             self.events_version = version;
         }
-        for sub in &self.events_cache {
-            if let Some(inbox) = sub.upgrade()
-                && let Some(w) = inbox.push(event.clone())
-            {
-                self.wake.push(w);
-            }
-        }
+        inbox::offer(&self.events_cache, &event, |w| self.wake.push(w));
     }
 
     /// The waiter of a join. Thousands of joins issued at once grow the map; once they are all

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
@@ -154,6 +154,16 @@ impl<T> State<T> {
         } else {
             self.items += 1;
             self.queue.push_back(Slot::Item(item));
+        }
+    }
+}
+
+/// Queues a copy of `item` in each inbox of `subs` still alive, handing `wake` the waker of
+/// every consumer that was waiting.
+pub(crate) fn offer<T: Clone>(subs: &[Weak<Inbox<T>>], item: &T, mut wake: impl FnMut(Waker)) {
+    for inbox in subs.iter().filter_map(Weak::upgrade) {
+        if let Some(w) = inbox.push(item.clone()) {
+            wake(w);
         }
     }
 }

@@ -22,7 +22,7 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::driver::{Command, Direct, Driver};
 use crate::error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};
-use crate::inbox::{Inbox, Receiver, Source};
+use crate::inbox::{self, Inbox, Receiver, Source};
 use crate::runtime::Runtime;
 use crate::tls::TlsOptions;
 
@@ -512,18 +512,17 @@ impl Registry {
             "dropped a message whose payload is not valid JSON"
         );
         self.invalid_payloads.fetch_add(1, Ordering::Relaxed);
-        let subscribers = self
-            .events
+        let event = Event::Unexpected(Unexpected::InvalidFrame(error));
+        inbox::offer(&self.event_subscribers(), &event, std::task::Waker::wake);
+        false
+    }
+
+    /// A copy of the event streams' inboxes.
+    pub(crate) fn event_subscribers(&self) -> Vec<Weak<Inbox<Event>>> {
+        self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for inbox in subscribers.iter().filter_map(Weak::upgrade) {
-            let event = Event::Unexpected(Unexpected::InvalidFrame(error.clone()));
-            if let Some(waker) = inbox.push(event) {
-                waker.wake();
-            }
-        }
-        false
+            .clone()
     }
 }
 
