@@ -492,11 +492,16 @@ fn topic_hash(topic: &[u8]) -> u64 {
     h ^ (h >> 32)
 }
 
+/// Whether `id` is a channel of `slab` with topic `topic`.
+fn has_topic(slab: &Slab, id: ChannelId, topic: &[u8]) -> bool {
+    slab.get(id).is_some_and(|c| c.topic.as_bytes() == topic)
+}
+
 impl TopicIndex {
     /// As [`TopicIndex::get`], for a received message: tries the last channel routed to first.
     pub(crate) fn route(&mut self, slab: &Slab, topic: &[u8]) -> Option<ChannelId> {
         if let Some(id) = self.last
-            && slab.get(id).is_some_and(|c| c.topic.as_bytes() == topic)
+            && has_topic(slab, id, topic)
         {
             return Some(id);
         }
@@ -508,10 +513,13 @@ impl TopicIndex {
     }
 
     pub(crate) fn get(&self, slab: &Slab, topic: &[u8]) -> Option<ChannelId> {
-        let is = |id: &ChannelId| slab.get(*id).is_some_and(|c| c.topic.as_bytes() == topic);
         match self.by_hash.get(&topic_hash(topic)) {
-            Some(id) if is(id) => Some(*id),
-            _ => self.overflow.iter().find(|id| is(id)).copied(),
+            Some(&id) if has_topic(slab, id, topic) => Some(id),
+            _ => self
+                .overflow
+                .iter()
+                .find(|&&id| has_topic(slab, id, topic))
+                .copied(),
         }
     }
 
