@@ -84,6 +84,11 @@ enum Worker {
     },
 }
 
+/// The outcome of a measurement that did not run (a section or client left out).
+fn not_run<T>() -> Outcome<T> {
+    Err("not run".into())
+}
+
 fn run_worker(kind: &str, url: &str, n: u64, binary: bool, inflight: usize, channels: usize) {
     use phx_async_std::AsyncStd;
     use phx_tokio::Tokio;
@@ -504,7 +509,6 @@ impl Bench<'_> {
     fn run(&self) -> Run {
         let start = Instant::now();
         let load_start = load_average();
-        let skipped = || Err::<Rate, String>("not run".into());
         let names = [
             ("a", "raw tokio-tungstenite read loop (framing limit)"),
             ("a'", "raw loop + cheapest V2 envelope decode"),
@@ -526,8 +530,8 @@ impl Bench<'_> {
                 recv.push(RecvRow {
                     id: id.into(),
                     name: name.into(),
-                    json: rates.next().unwrap_or_else(skipped),
-                    binary: rates.next().unwrap_or_else(skipped),
+                    json: rates.next().unwrap_or_else(not_run),
+                    binary: rates.next().unwrap_or_else(not_run),
                 });
             }
         }
@@ -545,7 +549,6 @@ impl Bench<'_> {
                 .flat_map(|&(id, _)| [(id, 1), (id, self.cli.inflight)])
                 .collect();
             let mut lats = self.latency(&cases).into_iter();
-            let not_run = || Err("not run".into());
             for (id, name) in names {
                 lat.push(LatRow {
                     id: id.into(),
@@ -557,10 +560,10 @@ impl Bench<'_> {
         }
         let mut scale = Scale {
             channels: self.cli.channels,
-            join: Err("not run".into()),
-            route: (skipped(), skipped()),
+            join: not_run(),
+            route: (not_run(), not_run()),
             sockets: self.cli.sockets,
-            per_socket: Err("not run".into()),
+            per_socket: not_run(),
         };
         if self.section("scale") {
             scale.join = self
@@ -580,8 +583,8 @@ impl Bench<'_> {
                 .recv(&[("b", false, 1), ("b", false, self.cli.channels)])
                 .into_iter();
             scale.route = (
-                route.next().unwrap_or_else(skipped),
-                route.next().unwrap_or_else(skipped),
+                route.next().unwrap_or_else(not_run),
+                route.next().unwrap_or_else(not_run),
             );
             scale.per_socket = self
                 .scale_child(&[
