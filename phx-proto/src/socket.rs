@@ -1400,17 +1400,17 @@ impl Socket {
     fn route_message(&mut self, mut msg: Message) -> Result<(), DecodeError> {
         // With deferred checks, only a channel's own messages travel unchecked: the socket
         // acts on lifecycle payloads itself (presence payloads go through serde, which checks).
-        if (msg.event == PHX_CLOSE || msg.event == PHX_ERROR)
-            && let Err(e) = msg.payload.check()
-        {
+        let lifecycle = msg.event == PHX_CLOSE || msg.event == PHX_ERROR;
+        if lifecycle && let Err(e) = msg.payload.check() {
             return Err(self.invalid_frame(e));
         }
-        self.route_to_channel(msg);
+        self.route_to_channel(msg, lifecycle);
         Ok(())
     }
 
-    fn route_to_channel(&mut self, msg: Message) {
-        let lifecycle = msg.event == PHX_CLOSE || msg.event == PHX_ERROR;
+    /// Routes a message that is not a reply; `lifecycle` says whether it is a phx_close or a
+    /// phx_error.
+    fn route_to_channel(&mut self, msg: Message, lifecycle: bool) {
         // V1 servers send no join_ref, but phx_close/phx_error carry ref == join_ref.
         let join_ref = match (&msg.join_ref, lifecycle) {
             (Some(j), _) => Some(j),
@@ -1437,7 +1437,7 @@ impl Socket {
                         .is_some_and(|c| c.topic == msg.topic && c.is_current(j))
                 })
             {
-                if msg.event == PHX_CLOSE || msg.event == PHX_ERROR {
+                if lifecycle {
                     self.finish_leave(leaving, msg.event == PHX_CLOSE);
                 } else {
                     // A message of the channel being left: no longer delivered, still counted.
