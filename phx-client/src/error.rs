@@ -91,7 +91,8 @@ pub enum PushError {
     /// The server replied with a status other than `ok` (usually `error`).
     #[error("push rejected ({}): {}", .0.status, .0.response_text())]
     Rejected(Reply),
-    /// No reply within the push timeout (counted from the push, buffering included).
+    /// No reply within the push timeout (counted from the push, and again from the moment it
+    /// left the send buffer if it waited there).
     #[error("push timed out")]
     Timeout,
     /// The push can never be answered: its channel or connection went away.

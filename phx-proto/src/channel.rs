@@ -47,8 +47,9 @@ pub(crate) struct Buffered {
     pub(crate) ref_: u64,
     pub(crate) event: ByteStr,
     pub(crate) payload: Payload,
-    /// A push tracked to its outcome (pending, with a timer); `false` for a cast.
-    pub(crate) tracked: bool,
+    /// The timeout of a push tracked to its outcome (pending, with a timer); `None` for a
+    /// cast. It starts again when the push is sent.
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// The parts of a channel that only exist while something is going on (a timer armed, pushes

@@ -122,7 +122,8 @@ pub enum Event {
         /// The reply's response.
         response: Payload,
     },
-    /// A push got no reply within its timeout (counted from the push call, buffering included).
+    /// A push got no reply within its timeout (counted from the push call, and again from the
+    /// moment it left the send buffer if it waited there).
     PushTimedOut {
         /// The channel.
         channel: ChannelId,

@@ -285,7 +285,7 @@ impl Socket {
             {
                 return Err(format!("{id}: join {r} is not pending"));
             }
-            for b in ch.buffer().filter(|b| b.tracked) {
+            for b in ch.buffer().filter(|b| b.timeout.is_some()) {
                 let p = self.pending.get(&b.ref_).map(|p| (p.channel, p.kind));
                 if p != Some((id, PendingKind::User { sent: false })) {
                     return Err(format!("{id}: buffered push {} is {p:?}", b.ref_));
@@ -584,7 +584,9 @@ impl Socket {
     ///
     /// Sent at once if the channel is joined and the socket open; otherwise it waits in the
     /// send buffer and goes out, in order, after the (re)join succeeds. The timeout runs from
-    /// this call, buffering included. The outcome arrives as exactly one of
+    /// this call; a push whose timeout runs out in the buffer is never sent, and one that is
+    /// sent from the buffer gets its whole timeout again from then, so the server always has
+    /// the full timeout to answer (as in phoenix.js). The outcome arrives as exactly one of
     /// [`Event::Replied`], [`Event::PushTimedOut`] or [`Event::PushFailed`].
     ///
     /// # Errors
@@ -704,7 +706,7 @@ impl Socket {
                     ref_: r,
                     event,
                     payload,
-                    tracked,
+                    timeout,
                 });
                 self.buffered += 1;
             }
@@ -1356,21 +1358,28 @@ impl Socket {
                     b.event,
                     b.payload,
                 );
-                match self.encode(&msg) {
-                    Ok(frame) if !b.tracked => {
+                match (self.encode(&msg), b.timeout) {
+                    (Ok(frame), None) => {
                         self.note_cast(b.ref_);
                         self.send_frame(frame);
                     }
-                    Ok(frame) => {
-                        if let Some(p) = self.pending.get_mut(&b.ref_) {
-                            p.kind = PendingKind::User { sent: true };
+                    (Ok(frame), Some(timeout)) => {
+                        // The wait in the buffer is over: the server gets the whole timeout
+                        // to answer, as in phoenix.js (PROTOCOL.md §5.4).
+                        if let Some(old) = self.pending.get(&b.ref_).map(|p| p.timer) {
+                            self.timers.cancel(old);
+                            let timer = self.arm(timeout, TimerKey::Pending(b.ref_));
+                            if let Some(p) = self.pending.get_mut(&b.ref_) {
+                                p.kind = PendingKind::User { sent: true };
+                                p.timer = timer;
+                            }
                         }
                         if let Some(ch) = self.channels.get_mut(id) {
                             ch.add_in_flight(b.ref_);
                         }
                         self.send_frame(frame);
                     }
-                    Err(e) => self.fail_push(id, b.ref_, PushFailure::Encode(e)),
+                    (Err(e), _) => self.fail_push(id, b.ref_, PushFailure::Encode(e)),
                 }
             }
         } else if ch.ever_joined {

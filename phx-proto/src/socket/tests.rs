@@ -1789,3 +1789,35 @@ fn channels_without_presence_tracking_get_presence_as_messages() {
     assert!(matches!(&t.take_events()[..], [Event::Message { channel, .. }] if *channel == ch));
     assert!(t.s.channel(ch).unwrap().presence().is_none());
 }
+
+/// PROTOCOL.md §5.4: a push that waited in the buffer gets its whole timeout again when it is
+/// sent, so the server always has the full timeout to answer.
+#[test]
+fn a_push_sent_from_the_buffer_gets_its_whole_timeout_again() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.closed(CloseReason::Error("reset".into()));
+    let p = t.push(ch, "waiting"); // buffered at 0 s, 10 s timeout
+    t.advance_to(10); // redial
+    t.advance_to(9_000);
+    t.opened(); // the rejoin goes out at 9 s
+    let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_string();
+    t.recv(&ok_reply(&jr, &jr, "room:lobby", "{}"));
+    assert!(t.take_frames().iter().any(|f| f.contains("waiting")));
+    t.take_events();
+    let timed_out = Event::PushTimedOut {
+        channel: ch,
+        push_ref: p,
+    };
+    t.advance_to(18_999);
+    assert!(
+        !t.take_events().contains(&timed_out),
+        "sent at 9 s, it may not time out before 19 s"
+    );
+    assert_eq!(t.s.poll_timeout(), Some(t.at(19_000)));
+    t.advance_to(19_000);
+    assert!(t.take_events().contains(&timed_out));
+    assert_eq!(t.s.stats().pushes_pending, 0);
+    t.s.check_invariants().unwrap();
+}

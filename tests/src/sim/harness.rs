@@ -884,7 +884,7 @@ impl Sim {
             }
             Transmit::Frame(f) => {
                 let cl = &mut self.clients[i];
-                cl.model.on_frame_out(&f, &cl.socket)?;
+                cl.model.on_frame_out(&f, &cl.socket, now)?;
                 let link = cl
                     .model
                     .conn

@@ -136,6 +136,8 @@ pub(crate) struct PushRec {
     topic: String,
     event: String,
     expect: Expect,
+    /// Its timeout, which starts again when it leaves the send buffer.
+    timeout: Duration,
     deadline: Instant,
     sent: Option<ConnectionId>,
 }
@@ -271,8 +273,10 @@ impl Model {
         channel: ChannelId,
         event: &str,
         expect: Expect,
-        deadline: Instant,
+        now: Instant,
+        timeout: Duration,
     ) -> Result<(), String> {
+        let deadline = now + timeout;
         let topic = self
             .chans
             .get(&channel)
@@ -293,6 +297,7 @@ impl Model {
                 topic,
                 event: event.to_owned(),
                 expect,
+                timeout,
                 deadline,
                 sent: None,
             },
@@ -439,7 +444,12 @@ impl Model {
     }
 
     /// A frame the client wrote.
-    pub(crate) fn on_frame_out(&mut self, frame: &Frame, socket: &Socket) -> Result<(), String> {
+    pub(crate) fn on_frame_out(
+        &mut self,
+        frame: &Frame,
+        socket: &Socket,
+        now: Instant,
+    ) -> Result<(), String> {
         let Some(conn) = self.conn.as_mut().filter(|c| c.open) else {
             return Err("frame written while no connection is open".into());
         };
@@ -547,6 +557,10 @@ impl Model {
                 }
                 conn.last_push.insert(topic.to_owned(), r);
                 push.sent = Some(conn.id);
+                // Sent at once or from the buffer: the server has the whole timeout from now.
+                self.deadlines.remove(&(push.deadline, r));
+                push.deadline = now + push.timeout;
+                self.deadlines.insert((push.deadline, r));
             }
         }
         Ok(())

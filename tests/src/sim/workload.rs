@@ -150,8 +150,8 @@ impl Sim {
         let shown = transcript::payload(&body);
         let r = match cl.socket.push(now, ch, event, body, timeout) {
             Ok(r) => {
-                let deadline = now + timeout.unwrap_or(chan_timeout);
-                cl.model.on_push(r.get(), ch, event, expect, deadline)?;
+                let timeout = timeout.unwrap_or(chan_timeout);
+                cl.model.on_push(r.get(), ch, event, expect, now, timeout)?;
                 self.stats.pushes += 1;
                 note!(
                     self,
