@@ -1272,10 +1272,12 @@ impl Socket {
             let p = self.pending.get(&r)?;
             // A buffered push has its ref but was never sent: nothing can answer it yet.
             let sent = p.kind != PendingKind::User { sent: false };
-            let topic_matches = self
-                .channels
-                .get(p.channel)
-                .is_some_and(|c| c.topic == msg.topic);
+            // The leave that cancels a first join outlives its channel: its ref alone is
+            // enough to consume the reply.
+            let topic_matches = match self.channels.get(p.channel) {
+                Some(c) => c.topic == msg.topic,
+                None => p.kind == PendingKind::CancelJoin,
+            };
             (sent && topic_matches).then_some((r, p.channel, p.kind))
         });
         let Some((r, channel, kind)) = pending else {

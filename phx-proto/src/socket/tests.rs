@@ -1821,3 +1821,24 @@ fn a_push_sent_from_the_buffer_gets_its_whole_timeout_again() {
     assert_eq!(t.s.stats().pushes_pending, 0);
     t.s.check_invariants().unwrap();
 }
+
+/// PROTOCOL.md §9 item 14: the reply to the `phx_leave` that cancels a first join that timed
+/// out is consumed quietly, though the channel has ended by then.
+#[test]
+fn the_reply_to_the_leave_cancelling_a_timed_out_first_join_is_consumed_quietly() {
+    let mut t = T::new();
+    t.open();
+    let _ch = t.join("room:slow");
+    t.take_frames();
+    t.advance_to(10_000);
+    assert_eq!(t.take_frames(), [r#"["1","2","room:slow","phx_leave",{}]"#]);
+    t.take_events();
+    t.recv(&ok_reply("1", "2", "room:slow", "{}"));
+    assert_eq!(t.take_events(), []);
+    assert_eq!(t.s.stats().unknown_refs, 0);
+    assert_eq!(
+        t.s.poll_timeout(),
+        Some(t.at(30_000)),
+        "the leave's timer (20 s) went with it; the heartbeat's is next"
+    );
+}
