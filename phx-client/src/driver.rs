@@ -191,6 +191,25 @@ impl<R: Runtime> Direct for Mutex<State<R>> {
     }
 }
 
+/// Whether a turn fires the core's due deadlines.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Timers {
+    /// The driver's own turn, which has read the frames waiting before it gets here.
+    Fire,
+    /// A turn on a caller's task, which reads nothing: a due deadline waits for the driver.
+    LeaveDue,
+}
+
+/// What the timer did in a turn.
+enum TimerTurn {
+    /// Nothing due.
+    Idle,
+    /// Due deadlines were fired.
+    Fired,
+    /// A deadline is due and was left for the driver.
+    Due,
+}
+
 struct State<R: Runtime> {
     rt: R,
     tls: Option<TlsConnector>,
@@ -353,8 +372,10 @@ impl<R: Runtime> State<R> {
         } else {
             Some(cmd)
         };
-        self.settle(&mut cx);
-        if back.is_some() || self.lifecycle() != before {
+        // Due deadlines are left to the driver, which reads waiting frames first: a reply
+        // already received beats its push's deadline (PROTOCOL.md §10.4, rule 6).
+        let (_, due) = self.settle(&mut cx, Timers::LeaveDue);
+        if back.is_some() || due || self.lifecycle() != before {
             waker.wake();
         }
         back.map_or(Ok(()), Err)
@@ -362,16 +383,20 @@ impl<R: Runtime> State<R> {
 
     /// The rest of a turn, once frames are read and commands taken: the timer, the core's
     /// outputs and the writes, then the wake-ups they left for consumers. Whether anything
-    /// happened.
-    fn settle(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = self.poll_timer(cx);
+    /// happened, and whether a deadline is due that `timers` left alone.
+    fn settle(&mut self, cx: &mut Context<'_>, timers: Timers) -> (bool, bool) {
+        let (mut progress, due) = match self.poll_timer(cx, timers) {
+            TimerTurn::Idle => (false, false),
+            TimerTurn::Fired => (true, false),
+            TimerTurn::Due => (false, true),
+        };
         progress |= self.process_outputs();
         progress |= self.poll_write(cx);
         progress |= self.process_outputs();
         for w in self.wake.drain(..) {
             w.wake();
         }
-        progress
+        (progress, due)
     }
 
     /// What only the driver's own poll moves on: the dial, the connection and its closing.
@@ -415,7 +440,7 @@ impl<R: Runtime> State<R> {
             }
             progress |= self.poll_dial(cx);
             progress |= self.poll_commands(cx).0;
-            progress |= self.settle(cx);
+            progress |= self.settle(cx, Timers::Fire).0;
             if self.shutting_down && self.conn.is_none() && self.dial.is_none() {
                 self.finish();
                 return Poll::Ready(());
@@ -699,16 +724,19 @@ impl<R: Runtime> State<R> {
 
     /// Fires the core's deadlines. The runtime's sleep wakes the task; the clock is checked
     /// directly, so an elapsed deadline is never missed even if the sleep future lags.
-    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+    fn poll_timer(&mut self, cx: &mut Context<'_>, timers: Timers) -> TimerTurn {
         let Some(deadline) = self.core.poll_timeout() else {
             self.sleep = None;
             self.sleep_at = None;
-            return false;
+            return TimerTurn::Idle;
         };
         let now = self.rt.now();
         if now >= deadline {
+            if timers == Timers::LeaveDue {
+                return TimerTurn::Due;
+            }
             self.core.handle_timeout(now);
-            return true;
+            return TimerTurn::Fired;
         }
         // A later deadline keeps the armed timer: it fires early, the core finds nothing due,
         // and the timer is armed again for the real deadline. Each push moves the core's
@@ -723,10 +751,14 @@ impl<R: Runtime> State<R> {
         {
             self.sleep = None;
             self.sleep_at = None;
+            if timers == Timers::LeaveDue {
+                // The driver arms the timer again on its turn.
+                return TimerTurn::Due;
+            }
             self.core.handle_timeout(self.rt.now());
-            return true;
+            return TimerTurn::Fired;
         }
-        false
+        TimerTurn::Idle
     }
 
     /// Writes queued frames; drops a closing connection once its close frame is out.

@@ -13,14 +13,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures::{Sink, Stream};
+use futures::{Sink, Stream, StreamExt};
 
-use phx_client::{Builder, Payload, PushError, Runtime, TlsConnector, WebSocketConfig};
+use phx_client::{Builder, Event, Payload, PushError, Runtime, TlsConnector, WebSocketConfig};
 use phx_tests::server::ServerConfig;
 use phx_tests::server::ws::BackgroundServer;
 use serde_json::json;
@@ -28,25 +28,53 @@ use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 /// A runtime that counts the timers the driver arms, the reads that find nothing and the
-/// polls of the tasks it spawns (the driver's).
+/// polls of the tasks it spawns (the driver's). Its clock can be moved on (`skew`), and the
+/// tasks it spawns held (`hold`).
 #[derive(Clone, Default)]
 struct Counting<R> {
     inner: R,
     armed: Arc<AtomicUsize>,
     empty_reads: Arc<AtomicUsize>,
     polls: Arc<AtomicUsize>,
+    skew_ms: Arc<AtomicU64>,
+    hold: Arc<Hold>,
 }
 
-/// A future that counts its polls.
+/// Holds the spawned tasks back while closed: their polls return `Pending` until it opens.
+#[derive(Default)]
+struct Hold {
+    closed: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl Hold {
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn open(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+        for w in self.wakers.lock().unwrap().drain(..) {
+            w.wake();
+        }
+    }
+}
+
+/// A future that counts its polls, and waits while its [`Hold`] is closed.
 struct CountPolls<F> {
     inner: Pin<Box<F>>,
     polls: Arc<AtomicUsize>,
+    hold: Arc<Hold>,
 }
 
 impl<F: Future> Future for CountPolls<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if self.hold.closed.load(Ordering::SeqCst) {
+            self.hold.wakers.lock().unwrap().push(cx.waker().clone());
+            return Poll::Pending;
+        }
         self.polls.fetch_add(1, Ordering::Relaxed);
         self.inner.as_mut().poll(cx)
     }
@@ -95,7 +123,7 @@ impl<R: Runtime> Runtime for Counting<R> {
     type Sleep = R::Sleep;
 
     fn now(&self) -> Instant {
-        self.inner.now()
+        self.inner.now() + Duration::from_millis(self.skew_ms.load(Ordering::SeqCst))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
@@ -110,6 +138,7 @@ impl<R: Runtime> Runtime for Counting<R> {
         self.inner.spawn(CountPolls {
             inner: Box::pin(future),
             polls: self.polls.clone(),
+            hold: self.hold.clone(),
         });
     }
 
@@ -278,4 +307,60 @@ async fn a_push_from_another_runtime_leaves_the_timers_to_the_driver() {
         .await;
     assert_eq!(late, Err(PushError::Timeout));
     assert!(lobby.push("ping", &json!({})).await.unwrap().is_ok());
+}
+
+/// PROTOCOL.md §10.4, rule 6: a reply already received beats its deadline. A command carried
+/// out on a caller's task reads no frames, so it leaves a due deadline to the driver, which
+/// reads first. Here the reply to a leave waits unread (the driver is held) while the clock
+/// passes the leave's timeout, and a cast is made meanwhile.
+async fn a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first<R: Runtime + Default>(
+    spawn: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>),
+    pause: impl Future<Output = ()>,
+) {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let rt = Counting::<R>::default();
+    let (skew_ms, hold) = (rt.skew_ms.clone(), rt.hold.clone());
+    let socket = builder(&h, rt).connect().await.unwrap();
+    let mut events = socket.events();
+    let (a, _) = socket.channel("room:a").join().await.unwrap();
+    let (b, _) = socket.channel("room:b").join().await.unwrap();
+    hold.close();
+    // The driver is idle: the leave is written from the task that asks for it.
+    spawn(Box::pin(async move { a.leave().await.unwrap() }));
+    pause.await;
+    skew_ms.store(11_000, Ordering::SeqCst);
+    b.cast("noreply", &json!({})).await.unwrap();
+    hold.open();
+    loop {
+        match events.next().await {
+            Some(Ok(Event::Left { confirmed, .. })) => {
+                assert!(
+                    confirmed,
+                    "the leave's reply, already received, lost to its deadline"
+                );
+                break;
+            }
+            Some(_) => {}
+            None => panic!("the event stream ended"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first() {
+    a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first::<phx_tokio::Tokio>(
+        |f| drop(tokio::spawn(f)),
+        tokio::time::sleep(Duration::from_millis(300)),
+    )
+    .await;
+}
+
+#[test]
+fn async_std_a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first() {
+    async_std::task::block_on(
+        a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first::<phx_async_std::AsyncStd>(
+            |f| drop(async_std::task::spawn(f)),
+            async_std::task::sleep(Duration::from_millis(300)),
+        ),
+    );
 }
