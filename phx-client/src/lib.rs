@@ -24,7 +24,8 @@
 //! executor ([`Runtime::context`]) is carried out on the caller's task, its frame written from
 //! there, instead of waking the driver's task for it: a lone request/reply exchange saves a
 //! thread hop. Pipelined pushes, and handles used from other executors, go through the command
-//! queue.
+//! queue. Timeouts that are due are left to the driver, which reads waiting frames before it
+//! fires them, so a reply already received beats its deadline.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
