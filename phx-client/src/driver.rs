@@ -196,7 +196,8 @@ impl<R: Runtime> Direct for Mutex<State<R>> {
 enum Timers {
     /// The driver's own turn, which has read the frames waiting before it gets here.
     Fire,
-    /// A turn on a caller's task, which reads nothing: a due deadline waits for the driver.
+    /// A turn that has not read everything waiting (a caller's task reads nothing; the
+    /// driver's round may have stopped at a full batch): a due deadline waits.
     LeaveDue,
 }
 
@@ -431,16 +432,25 @@ impl<R: Runtime> State<R> {
         let mut read_waiting = None;
         for _ in 0..MAX_ROUNDS {
             let mut progress = false;
+            // Frames still waiting after a full batch are read in the next round before any
+            // deadline fires: a reply received first wins (PROTOCOL.md §10.4, rule 6). The
+            // last round of a turn fires them whatever is waiting, so a flood cannot hold
+            // timeouts back.
+            let mut timers = Timers::Fire;
             let current = self.conn.as_ref().map(|c| c.id);
             if current.is_none() || current != read_waiting {
-                let (read, ended, waiting) = self.poll_read(cx, reads_left.min(READ_BATCH));
+                let limit = reads_left.min(READ_BATCH);
+                let (read, ended, waiting) = self.poll_read(cx, limit);
                 reads_left -= read;
                 progress |= read > 0 || ended;
                 read_waiting = if waiting { current } else { None };
+                if read == limit && reads_left > 0 {
+                    timers = Timers::LeaveDue;
+                }
             }
             progress |= self.poll_dial(cx);
             progress |= self.poll_commands(cx).0;
-            progress |= self.settle(cx, Timers::Fire).0;
+            progress |= self.settle(cx, timers).0;
             if self.shutting_down && self.conn.is_none() && self.dial.is_none() {
                 self.finish();
                 return Poll::Ready(());

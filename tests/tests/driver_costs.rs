@@ -372,3 +372,52 @@ fn async_std_a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first() 
         ),
     );
 }
+
+/// PROTOCOL.md §10.4, rule 6, in the driver's own turn: when more frames are waiting than it
+/// reads in one round, it reads them in the next round before it fires a due deadline. Here
+/// a push's reply arrives behind 300 messages while the driver is held, and the clock passes
+/// the push's timeout before the driver runs.
+async fn a_reply_behind_a_full_read_batch_beats_its_deadline<R: Runtime + Default>(
+    spawn: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>),
+    pause: impl Future<Output = ()>,
+) {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let rt = Counting::<R>::default();
+    let (skew_ms, hold) = (rt.skew_ms.clone(), rt.hold.clone());
+    let socket = builder(&h, rt).connect().await.unwrap();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let mut messages = lobby.messages();
+    hold.close();
+    let (tx, rx) = futures::channel::oneshot::channel();
+    // The driver is idle: the push is written from the task that makes it.
+    spawn(Box::pin(async move {
+        let _ = tx.send(lobby.push("flood", &json!({ "n": 300 })).await);
+    }));
+    pause.await;
+    skew_ms.store(11_000, Ordering::SeqCst);
+    hold.open();
+    let reply = rx.await.unwrap().unwrap();
+    assert!(reply.is_ok(), "{reply:?}");
+    for _ in 0..300 {
+        messages.next().await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_a_reply_behind_a_full_read_batch_beats_its_deadline() {
+    a_reply_behind_a_full_read_batch_beats_its_deadline::<phx_tokio::Tokio>(
+        |f| drop(tokio::spawn(f)),
+        tokio::time::sleep(Duration::from_millis(300)),
+    )
+    .await;
+}
+
+#[test]
+fn async_std_a_reply_behind_a_full_read_batch_beats_its_deadline() {
+    async_std::task::block_on(a_reply_behind_a_full_read_batch_beats_its_deadline::<
+        phx_async_std::AsyncStd,
+    >(
+        |f| drop(async_std::task::spawn(f)),
+        async_std::task::sleep(Duration::from_millis(300)),
+    ));
+}
