@@ -321,10 +321,7 @@ async fn a_push_from_another_runtime_leaves_the_timers_to_the_driver() {
 /// out on a caller's task reads no frames, so it leaves a due deadline to the driver, which
 /// reads first. Here the reply to a leave waits unread (the driver is held) while the clock
 /// passes the leave's timeout, and a cast is made meanwhile.
-async fn a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first<R: Runtime + Default>(
-    spawn: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>),
-    pause: impl Future<Output = ()>,
-) {
+async fn a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first<R: Runtime + Default>() {
     let h = BackgroundServer::start(ServerConfig::default());
     let rt = Counting::<R>::default();
     let (skew_ms, hold) = (rt.skew_ms.clone(), rt.hold.clone());
@@ -334,8 +331,8 @@ async fn a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first<R: Run
     let (b, _) = socket.channel("room:b").join().await.unwrap();
     hold.close();
     // The driver is idle: the leave is written from the task that asks for it.
-    spawn(Box::pin(async move { a.leave().await.unwrap() }));
-    pause.await;
+    R::default().spawn(async move { a.leave().await.unwrap() });
+    pause::<R>().await;
     skew_ms.store(11_000, Ordering::SeqCst);
     b.cast("noreply", &json!({})).await.unwrap();
     hold.open();
@@ -356,19 +353,13 @@ async fn a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first<R: Run
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first() {
-    a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first::<phx_tokio::Tokio>(
-        |f| drop(tokio::spawn(f)),
-        tokio::time::sleep(Duration::from_millis(300)),
-    )
-    .await;
+    a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first::<phx_tokio::Tokio>().await;
 }
 
 #[test]
 fn async_std_a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first() {
     async_std::task::block_on(
         a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first::<phx_async_std::AsyncStd>(
-            |f| drop(async_std::task::spawn(f)),
-            async_std::task::sleep(Duration::from_millis(300)),
         ),
     );
 }
@@ -377,10 +368,7 @@ fn async_std_a_shortcut_leaves_a_due_deadline_to_the_driver_which_reads_first() 
 /// reads in one round, it reads them in the next round before it fires a due deadline. Here
 /// a push's reply arrives behind 300 messages while the driver is held, and the clock passes
 /// the push's timeout before the driver runs.
-async fn a_reply_behind_a_full_read_batch_beats_its_deadline<R: Runtime + Default>(
-    spawn: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>),
-    pause: impl Future<Output = ()>,
-) {
+async fn a_reply_behind_a_full_read_batch_beats_its_deadline<R: Runtime + Default>() {
     let h = BackgroundServer::start(ServerConfig::default());
     let rt = Counting::<R>::default();
     let (skew_ms, hold) = (rt.skew_ms.clone(), rt.hold.clone());
@@ -390,10 +378,10 @@ async fn a_reply_behind_a_full_read_batch_beats_its_deadline<R: Runtime + Defaul
     hold.close();
     let (tx, rx) = futures::channel::oneshot::channel();
     // The driver is idle: the push is written from the task that makes it.
-    spawn(Box::pin(async move {
+    R::default().spawn(async move {
         let _ = tx.send(lobby.push("flood", &json!({ "n": 300 })).await);
-    }));
-    pause.await;
+    });
+    pause::<R>().await;
     skew_ms.store(11_000, Ordering::SeqCst);
     hold.open();
     let reply = rx.await.unwrap().unwrap();
@@ -405,19 +393,18 @@ async fn a_reply_behind_a_full_read_batch_beats_its_deadline<R: Runtime + Defaul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_a_reply_behind_a_full_read_batch_beats_its_deadline() {
-    a_reply_behind_a_full_read_batch_beats_its_deadline::<phx_tokio::Tokio>(
-        |f| drop(tokio::spawn(f)),
-        tokio::time::sleep(Duration::from_millis(300)),
-    )
-    .await;
+    a_reply_behind_a_full_read_batch_beats_its_deadline::<phx_tokio::Tokio>().await;
 }
 
 #[test]
 fn async_std_a_reply_behind_a_full_read_batch_beats_its_deadline() {
     async_std::task::block_on(a_reply_behind_a_full_read_batch_beats_its_deadline::<
         phx_async_std::AsyncStd,
-    >(
-        |f| drop(async_std::task::spawn(f)),
-        async_std::task::sleep(Duration::from_millis(300)),
-    ));
+    >());
+}
+
+/// Long enough for a reply to arrive and wait unread while the driver is held.
+fn pause<R: Runtime + Default>() -> R::Sleep {
+    let rt = R::default();
+    rt.sleep_until(rt.now() + Duration::from_millis(300))
 }
