@@ -1097,9 +1097,10 @@ impl<R: Runtime> State<R> {
             let _ = tx.send(Ok(()));
         }
         if let Some(mut entry) = self.channels.remove(&channel) {
-            // Whatever was added since the last refresh must end too.
-            entry.reload(entry.shared.version.load(Ordering::Acquire));
+            // The main inbox closes first: a stream added after the reload below finds it
+            // closed and ends itself. Whatever was added before must end here.
             self.wake.extend(entry.shared.inbox.close());
+            entry.reload(entry.shared.version.load(Ordering::Acquire));
             if let Some(p) = &entry.shared.presence {
                 self.wake.extend(p.close());
             }

@@ -136,6 +136,11 @@ impl<T> Inbox<T> {
         s.waker.take()
     }
 
+    /// Whether the stream has been ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Ends the stream after what is queued.
     pub(crate) fn close(&self) -> Option<Waker> {
         let mut s = self.lock();

@@ -813,10 +813,18 @@ impl ChannelShared {
             .unwrap_or_default()
     }
 
-    fn add_extra(&self, add: impl FnOnce(&mut ExtraSubs)) {
-        let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
-        add(extra.get_or_insert_with(Box::default));
-        self.version.fetch_add(1, Ordering::Release);
+    /// Registers `inbox`, a further stream of this channel, through `add`. A channel that has
+    /// ended (its main inbox is closed before the driver collects the extra streams to close
+    /// them) closes it at once: whichever of the two comes second sees the other.
+    fn add_extra<T>(&self, inbox: &Inbox<T>, add: impl FnOnce(&mut ExtraSubs)) {
+        {
+            let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+            add(extra.get_or_insert_with(Box::default));
+            self.version.fetch_add(1, Ordering::Release);
+        }
+        if self.inbox.is_closed() {
+            inbox.close();
+        }
     }
 }
 
@@ -891,7 +899,7 @@ impl<R> Channel<R> {
 
     fn subscribe(&self, event: Option<String>) -> Messages {
         let inbox = Inbox::new(self.socket.shared.channel_capacity);
-        self.inner.add_extra(|extra| {
+        self.inner.add_extra(&inbox, |extra| {
             extra.messages.retain(|(_, w)| w.strong_count() > 0);
             extra.messages.push((event, Arc::downgrade(&inbox)));
         });
@@ -1073,7 +1081,7 @@ impl<R> PresenceView<R> {
             return Receiver::new(main.clone());
         }
         let inbox = Inbox::new(self.channel.socket.shared.event_capacity);
-        inner.add_extra(|extra| {
+        inner.add_extra(&inbox, |extra| {
             extra.presence.retain(|w| w.strong_count() > 0);
             extra.presence.push(Arc::downgrade(&inbox));
         });

@@ -1412,6 +1412,30 @@ pub async fn invalid_input_is_a_typed_error<R: Runtime + Default>() {
     assert!(s.url().starts_with("ws://") && s.url().contains("/socket/websocket?"));
 }
 
+/// A stream taken from a channel that has already ended (`on`, or a second `messages()`) ends
+/// at once, as the channel's own stream does ("The stream ends when the channel ends").
+pub async fn a_stream_taken_after_its_channel_ended_ends_at_once<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let mut first = lobby.messages();
+    lobby.leave().await.unwrap();
+    assert!(
+        within::<R, _>(MS(1000), "first stream end", first.next())
+            .await
+            .is_none()
+    );
+    let mut later = lobby.on("anything");
+    let end = futures::select_biased! {
+        m = later.next().fuse() => Some(m),
+        () = sleep::<R>(MS(1000)).fuse() => None,
+    };
+    assert!(
+        matches!(end, Some(None)),
+        "on() taken after the channel ended never ends: {end:?}"
+    );
+}
+
 /// Generates one `#[test]` per scenario, each run by `$run` on the adapter runtime `$rt`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -1445,6 +1469,7 @@ macro_rules! conformance_suite {
             silent_server_hits_the_connect_timeout,
             oversized_message_closes_and_reconnects,
             invalid_input_is_a_typed_error,
+            a_stream_taken_after_its_channel_ended_ends_at_once,
         );
     };
     (@tests $rt:ty, $run:path, $($name:ident),+ $(,)?) => {
