@@ -839,6 +839,11 @@ impl<R: Runtime> State<R> {
                 Transmit::Connect { conn, request } => {
                     self.conn = None;
                     self.outbox.clear();
+                    // A `connect()` right after a `disconnect()`: the connection the latter
+                    // closed is gone, and it must not wait for this new one to end.
+                    for tx in self.disconnects.drain(..) {
+                        let _ = tx.send(());
+                    }
                     info!(url = request.redacted_url(), %conn, "connecting");
                     match self.options.credentials.clone() {
                         Some(credentials) => {

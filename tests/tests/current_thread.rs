@@ -1,11 +1,12 @@
 //! phx-tokio on a current-thread runtime, where the driver and the application take turns on
 //! one thread: the driver must hand the thread back often enough that a flood never overruns
-//! a reader that keeps reading.
+//! a reader that keeps reading; and commands the application issues together reach the driver
+//! in one batch, which makes their interplay deterministic.
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use phx_client::Lagged;
+use futures::{FutureExt, StreamExt};
+use phx_client::{Lagged, PushError, PushFailure};
 use phx_proto::Payload;
 use phx_tests::server::ServerConfig;
 use phx_tests::server::ws::BackgroundServer;
@@ -57,4 +58,38 @@ fn a_flood_reaches_a_prompt_reader_without_loss() {
 #[test]
 fn a_small_stream_is_not_overrun_either() {
     assert_eq!(flood(100_000, Some(64)), (100_000, 0), "capacity 64");
+}
+
+/// `disconnect()` and `connect()` issued together (queued behind a push awaiting its reply,
+/// so both reach the driver in one batch): both resolve. `disconnect()` used to wait for the
+/// new connection to end too, forever.
+#[test]
+fn disconnect_then_connect_in_one_batch_both_resolve() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let h = BackgroundServer::start(ServerConfig::default());
+        let socket = Socket::builder(&h.url())
+            .secret_param("token", "secret")
+            .connect()
+            .await
+            .unwrap();
+        let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+        let pending =
+            lobby.push_payload("noreply", Payload::empty(), Some(Duration::from_secs(10)));
+        let disconnect = async {
+            futures::select_biased! {
+                r = socket.disconnect().fuse() => Some(r),
+                () = tokio::time::sleep(Duration::from_secs(3)).fuse() => None,
+            }
+        };
+        let (p, d, c) = futures::join!(pending, disconnect, socket.connect());
+        assert_eq!(p, Err(PushError::Failed(PushFailure::Disconnected)));
+        c.unwrap();
+        assert_eq!(d, Some(Ok(())), "disconnect() never resolved");
+        let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+        assert!(lobby.push("ping", &json!({})).await.unwrap().is_ok());
+    });
 }

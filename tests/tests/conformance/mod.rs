@@ -1436,6 +1436,27 @@ pub async fn a_stream_taken_after_its_channel_ended_ends_at_once<R: Runtime + De
     );
 }
 
+/// `disconnect()` and `connect()` issued together (here: both queued behind a push awaiting
+/// its reply): `disconnect()` must still resolve.
+pub async fn disconnect_then_connect_at_once_both_resolve<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    // A push awaiting its reply keeps the shortcut off: both commands go through the queue
+    // and the driver applies them in one batch.
+    let pending = lobby.push_payload("noreply", Payload::empty(), Some(MS(10_000)));
+    let disconnect = async {
+        futures::select_biased! {
+            r = socket.disconnect().fuse() => Some(r),
+            () = sleep::<R>(MS(3000)).fuse() => None,
+        }
+    };
+    let (p, d, c) = futures::join!(pending, disconnect, socket.connect());
+    assert_eq!(p, Err(PushError::Failed(PushFailure::Disconnected)));
+    c.unwrap();
+    assert_eq!(d, Some(Ok(())), "disconnect() never resolved");
+}
+
 /// Generates one `#[test]` per scenario, each run by `$run` on the adapter runtime `$rt`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -1470,6 +1491,7 @@ macro_rules! conformance_suite {
             oversized_message_closes_and_reconnects,
             invalid_input_is_a_typed_error,
             a_stream_taken_after_its_channel_ended_ends_at_once,
+            disconnect_then_connect_at_once_both_resolve,
         );
     };
     (@tests $rt:ty, $run:path, $($name:ident),+ $(,)?) => {
