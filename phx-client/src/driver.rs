@@ -973,13 +973,17 @@ impl<R: Runtime> State<R> {
             } => {
                 debug!(%channel, rejoin, "joined");
                 if let Some(tx) = self.take_join(channel) {
-                    let _ = tx.send(Ok((
-                        channel,
-                        Reply {
-                            status: "ok".into(),
-                            response,
-                        },
-                    )));
+                    let reply = Reply {
+                        status: "ok".into(),
+                        response,
+                    };
+                    if tx.send(Ok((channel, reply))).is_err() {
+                        // The join's caller has gone (its future was dropped, say by a
+                        // timeout): nobody holds the channel to leave it, so it would stay
+                        // joined, rejoin after every reconnect and keep its topic taken.
+                        debug!(%channel, "join abandoned by its caller; leaving");
+                        let _ = self.core.leave(self.rt.now(), channel);
+                    }
                 }
             }
             Event::JoinFailed {

@@ -1457,6 +1457,27 @@ pub async fn disconnect_then_connect_at_once_both_resolve<R: Runtime + Default>(
     assert_eq!(d, Some(Ok(())), "disconnect() never resolved");
 }
 
+/// A join whose future is dropped before the reply (a timeout around `join()`): the topic is
+/// still taken by a channel nobody holds, so joining it again fails.
+pub async fn a_cancelled_join_leaves_and_frees_the_topic<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    {
+        let join = socket.channel("room:lobby").join().fuse();
+        futures::pin_mut!(join);
+        // Poll the join once (it is sent), then give up on it.
+        let first = futures::poll!(join.as_mut());
+        assert!(first.is_pending());
+    }
+    sleep::<R>(MS(200)).await;
+    let again = socket.channel("room:lobby").join().await;
+    assert!(
+        again.is_ok(),
+        "joining again after a cancelled join: {:?}",
+        again.err()
+    );
+}
+
 /// Generates one `#[test]` per scenario, each run by `$run` on the adapter runtime `$rt`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -1492,6 +1513,7 @@ macro_rules! conformance_suite {
             invalid_input_is_a_typed_error,
             a_stream_taken_after_its_channel_ended_ends_at_once,
             disconnect_then_connect_at_once_both_resolve,
+            a_cancelled_join_leaves_and_frees_the_topic,
         );
     };
     (@tests $rt:ty, $run:path, $($name:ident),+ $(,)?) => {
