@@ -220,6 +220,8 @@ struct State<R: Runtime> {
     registry: Arc<Registry>,
     span: tracing::Span,
     started: bool,
+    /// Every waiter has been answered and every stream ended ([`State::finish`]).
+    finished: bool,
     dial: Option<Dial<R>>,
     conn: Option<Conn<R>>,
     outbox: VecDeque<WsMessage>,
@@ -274,6 +276,7 @@ impl<R: Runtime> Driver<R> {
                 registry,
                 span,
                 started: false,
+                finished: false,
                 dial: None,
                 conn: None,
                 outbox: VecDeque::new(),
@@ -313,6 +316,14 @@ impl<R: Runtime> Driver<R> {
     pub(crate) fn direct(&self) -> Weak<dyn Direct> {
         let state: Arc<dyn Direct> = self.state.clone();
         Arc::downgrade(&state)
+    }
+}
+
+/// A driver dropped before it finished (its runtime shut down, its owner stopped polling it,
+/// or it panicked) still ends every stream and answers every waiter.
+impl<R: Runtime> Drop for State<R> {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -1128,6 +1139,9 @@ impl<R: Runtime> State<R> {
 
     /// The driver stops: every waiter learns that the socket is closed, every stream ends.
     fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         info!("socket stopped");
         if let Some(tx) = self.connect_waiter.take() {
             let _ = tx.send(Err(ConnectError::Shutdown));

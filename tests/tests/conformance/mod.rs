@@ -1457,6 +1457,47 @@ pub async fn disconnect_then_connect_at_once_both_resolve<R: Runtime + Default>(
     assert_eq!(d, Some(Ok(())), "disconnect() never resolved");
 }
 
+/// The driver future is dropped (its runtime shut down, or an application that polls it
+/// itself stops): the streams end, as they do when the driver stops by itself.
+pub async fn a_dropped_driver_ends_every_stream<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let (socket, driver) = builder::<R>(&h).into_driver().unwrap();
+    let mut events = socket.events();
+    let joined = async {
+        let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+        lobby
+    };
+    let lobby = {
+        let mut driver = Box::pin(driver.fuse());
+        let joined = joined.fuse();
+        futures::pin_mut!(joined);
+        futures::select_biased! {
+            () = driver => panic!("the driver ended"),
+            lobby = joined => lobby,
+        }
+        // the driver is dropped here
+    };
+    let mut messages = lobby.messages();
+    let end = futures::select_biased! {
+        m = messages.next().fuse() => Some(m.is_none()),
+        () = sleep::<R>(MS(1000)).fuse() => None,
+    };
+    assert_eq!(
+        end,
+        Some(true),
+        "the message stream never ends after the driver is dropped"
+    );
+    let drained = async { while events.next().await.is_some() {} };
+    let end = futures::select_biased! {
+        () = drained.fuse() => true,
+        () = sleep::<R>(MS(1000)).fuse() => false,
+    };
+    assert!(
+        end,
+        "the event stream never ends after the driver is dropped"
+    );
+}
+
 /// A join whose future is dropped before the reply (a timeout around `join()`): the topic is
 /// still taken by a channel nobody holds, so joining it again fails.
 pub async fn a_cancelled_join_leaves_and_frees_the_topic<R: Runtime + Default>() {
@@ -1513,6 +1554,7 @@ macro_rules! conformance_suite {
             invalid_input_is_a_typed_error,
             a_stream_taken_after_its_channel_ended_ends_at_once,
             disconnect_then_connect_at_once_both_resolve,
+            a_dropped_driver_ends_every_stream,
             a_cancelled_join_leaves_and_frees_the_topic,
         );
     };
