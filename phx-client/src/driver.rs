@@ -387,6 +387,9 @@ impl<R: Runtime> State<R> {
         // Due deadlines are left to the driver, which reads waiting frames first: a reply
         // already received beats its push's deadline (PROTOCOL.md §10.4, rule 6).
         let (_, due) = self.settle(&mut cx, Timers::LeaveDue);
+        // The outputs may have set a deadline the timer was not armed for (a dial that failed
+        // at once schedules the next attempt): arm it now, or leave it to the driver if due.
+        let due = due | matches!(self.poll_timer(&mut cx, Timers::LeaveDue), TimerTurn::Due);
         if back.is_some() || due || self.lifecycle() != before {
             waker.wake();
         }

@@ -1519,6 +1519,49 @@ pub async fn a_cancelled_join_leaves_and_frees_the_topic<R: Runtime + Default>()
     );
 }
 
+/// A header value the config accepts but the upgrade request cannot carry (a control character): every
+/// attempt fails before dialing. The driver retries on the backoff schedule; after
+/// `disconnect()`, a `connect()` carried out by the shortcut must retry the same way.
+pub async fn a_connect_from_the_callers_task_keeps_retrying<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = builder::<R>(&h)
+        .header("x-note", "a\u{1}b")
+        .connect_lazy()
+        .unwrap();
+    let mut events = socket.events();
+    let by_driver = count_connecting::<R>(&mut events, MS(1000)).await;
+    assert!(by_driver >= 2, "the driver retries: {by_driver}");
+    socket.disconnect().await.unwrap();
+    sleep::<R>(MS(200)).await;
+    while events.next().now_or_never().flatten().is_some() {}
+    socket.connect().await.unwrap();
+    let by_shortcut = count_connecting::<R>(&mut events, MS(1000)).await;
+    assert!(
+        by_shortcut >= 2,
+        "after connect() the socket stops retrying: {by_shortcut} attempt(s) in 1 s"
+    );
+}
+
+/// How many connection attempts `events` reports within `d`.
+async fn count_connecting<R: Runtime + Default>(
+    events: &mut phx_client::Events,
+    d: Duration,
+) -> usize {
+    let mut n = 0;
+    let deadline = sleep::<R>(d).fuse();
+    futures::pin_mut!(deadline);
+    loop {
+        futures::select_biased! {
+            e = events.next().fuse() => match e {
+                Some(Ok(Event::Connecting { .. })) => n += 1,
+                Some(_) => {}
+                None => return n,
+            },
+            () = deadline => return n,
+        }
+    }
+}
+
 /// Generates one `#[test]` per scenario, each run by `$run` on the adapter runtime `$rt`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -1556,6 +1599,7 @@ macro_rules! conformance_suite {
             disconnect_then_connect_at_once_both_resolve,
             a_dropped_driver_ends_every_stream,
             a_cancelled_join_leaves_and_frees_the_topic,
+            a_connect_from_the_callers_task_keeps_retrying,
         );
     };
     (@tests $rt:ty, $run:path, $($name:ident),+ $(,)?) => {
