@@ -1519,6 +1519,55 @@ pub async fn a_cancelled_join_leaves_and_frees_the_topic<R: Runtime + Default>()
     );
 }
 
+/// `disconnect()` ends a join that waits for the connection.
+pub async fn disconnect_ends_a_join_waiting_for_the_connection<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    h.refuse_connects(MS(10_000)).await;
+    let socket = builder::<R>(&h).connect_lazy().unwrap();
+    let join = socket.channel("room:lobby").join();
+    let (j, d) = within::<R, _>(MS(3000), "join and disconnect", async {
+        futures::join!(join, async {
+            sleep::<R>(MS(100)).await;
+            socket.disconnect().await
+        })
+    })
+    .await;
+    assert!(j.is_err());
+    d.unwrap();
+}
+
+/// `disconnect()` while the handshake is in flight (a silent server) resolves at once, and
+/// ends a join waiting for the connection.
+pub async fn disconnect_while_dialing_resolves_and_ends_waiting_joins<R: Runtime + Default>() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/socket", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept() {
+            held.push(s);
+        }
+    });
+    let socket = Socket::<R>::builder(&url)
+        .connect_timeout(MS(10_000))
+        .connect_lazy()
+        .unwrap();
+    let mut events = socket.events();
+    wait_event::<R>(&mut events, MS(2000), "connecting", |e| {
+        matches!(e, Event::Connecting { .. })
+    })
+    .await;
+    let join = socket.channel("room:lobby").join();
+    let (j, d) = within::<R, _>(MS(2000), "join and disconnect while dialing", async {
+        futures::join!(join, async {
+            sleep::<R>(MS(100)).await;
+            socket.disconnect().await
+        })
+    })
+    .await;
+    assert!(j.is_err());
+    d.unwrap();
+}
+
 /// A header value the config accepts but the upgrade request cannot carry (a control character): every
 /// attempt fails before dialing. The driver retries on the backoff schedule; after
 /// `disconnect()`, a `connect()` carried out by the shortcut must retry the same way.
@@ -1599,6 +1648,8 @@ macro_rules! conformance_suite {
             disconnect_then_connect_at_once_both_resolve,
             a_dropped_driver_ends_every_stream,
             a_cancelled_join_leaves_and_frees_the_topic,
+            disconnect_ends_a_join_waiting_for_the_connection,
+            disconnect_while_dialing_resolves_and_ends_waiting_joins,
             a_connect_from_the_callers_task_keeps_retrying,
         );
     };
