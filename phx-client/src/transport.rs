@@ -203,6 +203,30 @@ mod tests {
         assert_eq!(req.headers()["x-trace"], "t1");
     }
 
+    /// Every header value the options accept can be sent: a value the request could not carry
+    /// would fail every connection attempt, so the options refuse it up front.
+    #[test]
+    fn every_header_byte_the_options_accept_can_be_sent() {
+        for b in 0..=u8::MAX {
+            // One byte; those from 0x80 inside a UTF-8 character, as a `String` requires.
+            let value = if b < 0x80 {
+                format!("a{}b", b as char)
+            } else {
+                format!("a{}b", char::from_u32(0x80 + u32::from(b)).unwrap())
+            };
+            let built = Config::builder("ws://h/socket")
+                .unwrap()
+                .header("x-v", value.clone())
+                .build();
+            let Ok(config) = built else { continue };
+            let socket = phx_proto::Socket::new(config, std::time::Instant::now());
+            assert!(
+                build_request(&socket.connect_request()).is_ok(),
+                "{value:?} is accepted by the options but cannot be sent"
+            );
+        }
+    }
+
     /// An arena in the middle of a burst: copying.
     fn busy() -> FrameArena {
         let mut arena = FrameArena::default();

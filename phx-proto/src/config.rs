@@ -584,11 +584,14 @@ impl ConfigBuilder {
         }) {
             return invalid("header", "names must be non-empty HTTP tokens");
         }
-        if c.headers
-            .iter()
-            .any(|h| h.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0))
-        {
-            return invalid("header", "values must not contain CR, LF or NUL");
+        // What an HTTP request can carry (RFC 9110 field-value): anything but control
+        // characters other than tab. A value refused here would fail every connection attempt.
+        if c.headers.iter().any(|h| {
+            h.value
+                .bytes()
+                .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        }) {
+            return invalid("header", "values must not contain control characters");
         }
         if c.serializer.vsn().is_empty() {
             return invalid("serializer", "vsn must not be empty");
@@ -741,6 +744,8 @@ mod tests {
             (b().param("vsn", "3").build(), "param"),
             (b().header("Bad Name", "x").build(), "header"),
             (b().header("X", "a\r\nb").build(), "header"),
+            (b().header("X", "a\u{1}b").build(), "header"),
+            (b().header("X", "a\u{7f}").build(), "header"),
             (
                 b().reconnect(Backoff::exponential(Duration::ZERO, Duration::ZERO))
                     .build(),

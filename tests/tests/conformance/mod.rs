@@ -1568,49 +1568,6 @@ pub async fn disconnect_while_dialing_resolves_and_ends_waiting_joins<R: Runtime
     d.unwrap();
 }
 
-/// A header value the config accepts but the upgrade request cannot carry (a control character): every
-/// attempt fails before dialing. The driver retries on the backoff schedule; after
-/// `disconnect()`, a `connect()` carried out by the shortcut must retry the same way.
-pub async fn a_connect_from_the_callers_task_keeps_retrying<R: Runtime + Default>() {
-    let h = BackgroundServer::start(ServerConfig::default());
-    let socket = builder::<R>(&h)
-        .header("x-note", "a\u{1}b")
-        .connect_lazy()
-        .unwrap();
-    let mut events = socket.events();
-    let by_driver = count_connecting::<R>(&mut events, MS(1000)).await;
-    assert!(by_driver >= 2, "the driver retries: {by_driver}");
-    socket.disconnect().await.unwrap();
-    sleep::<R>(MS(200)).await;
-    while events.next().now_or_never().flatten().is_some() {}
-    socket.connect().await.unwrap();
-    let by_shortcut = count_connecting::<R>(&mut events, MS(1000)).await;
-    assert!(
-        by_shortcut >= 2,
-        "after connect() the socket stops retrying: {by_shortcut} attempt(s) in 1 s"
-    );
-}
-
-/// How many connection attempts `events` reports within `d`.
-async fn count_connecting<R: Runtime + Default>(
-    events: &mut phx_client::Events,
-    d: Duration,
-) -> usize {
-    let mut n = 0;
-    let deadline = sleep::<R>(d).fuse();
-    futures::pin_mut!(deadline);
-    loop {
-        futures::select_biased! {
-            e = events.next().fuse() => match e {
-                Some(Ok(Event::Connecting { .. })) => n += 1,
-                Some(_) => {}
-                None => return n,
-            },
-            () = deadline => return n,
-        }
-    }
-}
-
 /// Generates one `#[test]` per scenario, each run by `$run` on the adapter runtime `$rt`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -1650,7 +1607,6 @@ macro_rules! conformance_suite {
             a_cancelled_join_leaves_and_frees_the_topic,
             disconnect_ends_a_join_waiting_for_the_connection,
             disconnect_while_dialing_resolves_and_ends_waiting_joins,
-            a_connect_from_the_callers_task_keeps_retrying,
         );
     };
     (@tests $rt:ty, $run:path, $($name:ident),+ $(,)?) => {
