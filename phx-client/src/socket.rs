@@ -736,6 +736,10 @@ impl<R> ChannelBuilder<R> {
     /// Once joined, the channel rejoins by itself after errors and reconnects (watch
     /// [`Socket::events`] for `Joined { rejoin: true }` to refetch missed state).
     ///
+    /// Dropping the returned future before it completes (a timeout around it, say) abandons
+    /// the join: if the server accepts it anyway, the channel is left at once, so the topic is
+    /// free for another join.
+    ///
     /// # Errors
     /// [`JoinError::Rejected`] with the server's reply, [`JoinError::Timeout`],
     /// [`JoinError::Invalid`] (such as a topic already joined on this socket),
