@@ -13,14 +13,18 @@ use phx_tests::server::ws::BackgroundServer;
 use phx_tokio::Socket;
 use serde_json::json;
 
+/// A current-thread tokio runtime with IO and timers.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Floods `n` broadcasts to a reader that reads as fast as it can, on a stream of `capacity`
 /// (phx's default with `None`); returns what it received and what was reported lost.
 fn flood(n: u64, capacity: Option<usize>) -> (u64, u64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    current_thread().block_on(async {
         let h = BackgroundServer::start(ServerConfig::default());
         let mut builder = Socket::builder(&h.url())
             .secret_param("token", "secret")
@@ -65,11 +69,7 @@ fn a_small_stream_is_not_overrun_either() {
 /// new connection to end too, forever.
 #[test]
 fn disconnect_then_connect_in_one_batch_both_resolve() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    current_thread().block_on(async {
         let h = BackgroundServer::start(ServerConfig::default());
         let socket = Socket::builder(&h.url())
             .secret_param("token", "secret")

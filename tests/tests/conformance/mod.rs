@@ -362,7 +362,8 @@ pub async fn server_close_ends_the_channel<R: Runtime + Default>() {
 }
 
 /// Leave waits for the server, ends the stream and frees the topic; disconnect closes cleanly
-/// and ends what is pending.
+/// and ends what is pending. A stream taken from the channel after it ended (`on`, another
+/// `messages()`) ends at once too.
 pub async fn clean_leave_and_disconnect<R: Runtime + Default>() {
     let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
@@ -373,6 +374,21 @@ pub async fn clean_leave_and_disconnect<R: Runtime + Default>() {
         within::<R, _>(MS(1000), "stream end", messages.next())
             .await
             .is_none()
+    );
+    let (mut later, mut another) = (lobby.on("anything"), lobby.messages());
+    assert!(
+        within::<R, _>(MS(1000), "a stream taken after the end", later.next())
+            .await
+            .is_none()
+    );
+    assert!(
+        within::<R, _>(
+            MS(1000),
+            "another stream taken after the end",
+            another.next()
+        )
+        .await
+        .is_none()
     );
     assert!(lobby.leave().await.is_err());
     let (again, _) = socket.channel("room:lobby").join().await.unwrap();
@@ -1267,17 +1283,22 @@ pub async fn refused_403_keeps_backing_off<R: Runtime + Default>() {
     assert_eq!(delays, [MS(20), MS(40), MS(40)]);
 }
 
-/// A server that accepts TCP and never answers the upgrade: the connect timeout fires.
-pub async fn silent_server_hits_the_connect_timeout<R: Runtime + Default>() {
+/// The URL of a server that accepts connections and holds them without a byte of answer.
+fn silent_server() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}/socket", listener.local_addr().unwrap());
-    // Accept connections and hold them without a byte of answer.
     std::thread::spawn(move || {
         let mut held = Vec::new();
         while let Ok((s, _)) = listener.accept() {
             held.push(s);
         }
     });
+    url
+}
+
+/// A server that accepts TCP and never answers the upgrade: the connect timeout fires.
+pub async fn silent_server_hits_the_connect_timeout<R: Runtime + Default>() {
+    let url = silent_server();
     let started = R::default().now();
     let err = Socket::<R>::builder(&url)
         .connect_timeout(MS(300))
@@ -1412,30 +1433,6 @@ pub async fn invalid_input_is_a_typed_error<R: Runtime + Default>() {
     assert!(s.url().starts_with("ws://") && s.url().contains("/socket/websocket?"));
 }
 
-/// A stream taken from a channel that has already ended (`on`, or a second `messages()`) ends
-/// at once, as the channel's own stream does ("The stream ends when the channel ends").
-pub async fn a_stream_taken_after_its_channel_ended_ends_at_once<R: Runtime + Default>() {
-    let h = BackgroundServer::start(ServerConfig::default());
-    let socket = connect::<R>(&h).await;
-    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
-    let mut first = lobby.messages();
-    lobby.leave().await.unwrap();
-    assert!(
-        within::<R, _>(MS(1000), "first stream end", first.next())
-            .await
-            .is_none()
-    );
-    let mut later = lobby.on("anything");
-    let end = futures::select_biased! {
-        m = later.next().fuse() => Some(m),
-        () = sleep::<R>(MS(1000)).fuse() => None,
-    };
-    assert!(
-        matches!(end, Some(None)),
-        "on() taken after the channel ended never ends: {end:?}"
-    );
-}
-
 /// `disconnect()` and `connect()` issued together (here: both queued behind a push awaiting
 /// its reply): `disconnect()` must still resolve.
 pub async fn disconnect_then_connect_at_once_both_resolve<R: Runtime + Default>() {
@@ -1524,29 +1521,13 @@ pub async fn disconnect_ends_a_join_waiting_for_the_connection<R: Runtime + Defa
     let h = BackgroundServer::start(ServerConfig::default());
     h.refuse_connects(MS(10_000)).await;
     let socket = builder::<R>(&h).connect_lazy().unwrap();
-    let join = socket.channel("room:lobby").join();
-    let (j, d) = within::<R, _>(MS(3000), "join and disconnect", async {
-        futures::join!(join, async {
-            sleep::<R>(MS(100)).await;
-            socket.disconnect().await
-        })
-    })
-    .await;
-    assert!(j.is_err());
-    d.unwrap();
+    join_then_disconnect_ends_the_join(&socket).await;
 }
 
 /// `disconnect()` while the handshake is in flight (a silent server) resolves at once, and
 /// ends a join waiting for the connection.
 pub async fn disconnect_while_dialing_resolves_and_ends_waiting_joins<R: Runtime + Default>() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("ws://{}/socket", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = listener.accept() {
-            held.push(s);
-        }
-    });
+    let url = silent_server();
     let socket = Socket::<R>::builder(&url)
         .connect_timeout(MS(10_000))
         .connect_lazy()
@@ -1556,8 +1537,14 @@ pub async fn disconnect_while_dialing_resolves_and_ends_waiting_joins<R: Runtime
         matches!(e, Event::Connecting { .. })
     })
     .await;
+    join_then_disconnect_ends_the_join(&socket).await;
+}
+
+/// A join made while the socket has no connection, then `disconnect()`: the join fails and
+/// `disconnect()` resolves, both promptly.
+async fn join_then_disconnect_ends_the_join<R: Runtime + Default>(socket: &Socket<R>) {
     let join = socket.channel("room:lobby").join();
-    let (j, d) = within::<R, _>(MS(2000), "join and disconnect while dialing", async {
+    let (j, d) = within::<R, _>(MS(2000), "join and disconnect", async {
         futures::join!(join, async {
             sleep::<R>(MS(100)).await;
             socket.disconnect().await
@@ -1601,7 +1588,6 @@ macro_rules! conformance_suite {
             silent_server_hits_the_connect_timeout,
             oversized_message_closes_and_reconnects,
             invalid_input_is_a_typed_error,
-            a_stream_taken_after_its_channel_ended_ends_at_once,
             disconnect_then_connect_at_once_both_resolve,
             a_dropped_driver_ends_every_stream,
             a_cancelled_join_leaves_and_frees_the_topic,
