@@ -855,9 +855,7 @@ impl<R: Runtime> State<R> {
                     self.outbox.clear();
                     // A `connect()` right after a `disconnect()`: the connection the latter
                     // closed is gone, and it must not wait for this new one to end.
-                    for tx in self.disconnects.drain(..) {
-                        let _ = tx.send(());
-                    }
+                    self.answer_disconnects();
                     info!(url = request.redacted_url(), %conn, "connecting");
                     match self.options.credentials.clone() {
                         Some(credentials) => {
@@ -900,10 +898,8 @@ impl<R: Runtime> State<R> {
                 }
             }
         }
-        if !self.disconnects.is_empty() && self.conn.is_none() && self.dial.is_none() {
-            for tx in self.disconnects.drain(..) {
-                let _ = tx.send(());
-            }
+        if self.conn.is_none() && self.dial.is_none() {
+            self.answer_disconnects();
         }
         any
     }
@@ -1140,6 +1136,13 @@ impl<R: Runtime> State<R> {
         }
     }
 
+    /// Resolves every `disconnect()` waiting for its connection to be gone.
+    fn answer_disconnects(&mut self) {
+        for tx in self.disconnects.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+
     /// The driver stops: every waiter learns that the socket is closed, every stream ends.
     fn finish(&mut self) {
         if std::mem::replace(&mut self.finished, true) {
@@ -1156,9 +1159,7 @@ impl<R: Runtime> State<R> {
         for (_, PushWaiter::Reply(tx)) in self.pushes.drain() {
             let _ = tx.send(Err(PushError::Failed(PushFailure::Disconnected)));
         }
-        for tx in self.disconnects.drain(..) {
-            let _ = tx.send(());
-        }
+        self.answer_disconnects();
         let list = self
             .registry
             .events
