@@ -436,7 +436,7 @@ impl<R: Runtime> State<R> {
         // A reader on the same thread only runs once the driver yields: reading more than its
         // stream holds in one go would overrun it.
         let mut reads_left = if shares_thread {
-            (self.options.channel_capacity / 4).clamp(16, MAX_ROUNDS * READ_BATCH)
+            (self.options.channel_capacity / 4).clamp(1, MAX_ROUNDS * READ_BATCH)
         } else {
             MAX_ROUNDS * READ_BATCH
         };

@@ -15,8 +15,10 @@
 //! WebSocket cannot take more frames (backpressure on producers).
 //!
 //! When the runtime runs the driver on the application's thread ([`Runtime::shares_thread`],
-//! tokio's current-thread runtime), the driver reads at most a quarter of a stream's capacity
-//! before yielding, so a reader that keeps reading never lags.
+//! tokio's current-thread runtime), the driver reads at most a quarter of
+//! [`Builder::channel_capacity`] (at least one frame) before yielding, so a reader that keeps
+//! reading a channel's messages never lags. Presence changes and socket events are queued up to
+//! [`Builder::event_capacity`]; one presence diff can carry many changes.
 //!
 //! # Pushes from the caller's task
 //!

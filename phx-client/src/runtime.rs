@@ -37,8 +37,9 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
     /// Whether the driver, polled from inside the runtime, shares its thread with the
     /// application's futures (a current-thread executor). It then reads at most a quarter of a
-    /// stream's capacity per turn and yields with [`Runtime::yield_now`], so that a reader that
-    /// keeps reading is never overrun. The default says no.
+    /// message stream's capacity (at least one frame) per turn and yields with
+    /// [`Runtime::yield_now`], so that a reader that keeps reading is never overrun. The default
+    /// says no.
     fn shares_thread(&self) -> bool {
         false
     }

@@ -62,6 +62,9 @@ fn a_flood_reaches_a_prompt_reader_without_loss() {
 #[test]
 fn a_small_stream_is_not_overrun_either() {
     assert_eq!(flood(100_000, Some(64)), (100_000, 0), "capacity 64");
+    // Below 64 a quarter is under the 16 frames a turn once read at least.
+    assert_eq!(flood(20_000, Some(8)), (20_000, 0), "capacity 8");
+    assert_eq!(flood(5_000, Some(1)), (5_000, 0), "capacity 1");
 }
 
 /// `disconnect()` and `connect()` issued together (queued behind a push awaiting its reply,
