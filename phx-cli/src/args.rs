@@ -21,7 +21,7 @@ Examples:
       print who is present on every change
 
 Exit codes:
-  0  success (join and presence: end of input, or Ctrl-C)
+  0  success (join: end of input or Ctrl-C; presence: Ctrl-C)
   1  error reply, push timeout or failure; the channel ended unexpectedly
   2  usage: bad arguments, malformed JSON, KEY=VALUE or URL
   3  could not connect: refused (HTTP 403...), unreachable, timed out, TLS

@@ -238,7 +238,8 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
-    /// Events kept for each [`Socket::events`] reader (1024), with the same lag policy.
+    /// Items kept for each [`Socket::events`] reader and each presence change stream (1024),
+    /// with the same lag policy. One presence diff can carry many changes.
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.options.event_capacity = capacity;
         self
@@ -966,8 +967,9 @@ impl<R> Channel<R> {
     }
 
     /// Fire and forget: pushes without waiting for a reply. Returns once the push is sent or
-    /// buffered (in order with the channel's other pushes); whatever the server answers is
-    /// dropped. Nothing tracks it afterwards: no timer, no pending slot, no outcome event (see
+    /// buffered (in order with the channel's other pushes); a reply to one of the socket's latest
+    /// 64 casts is dropped quietly (one to an older cast is reported as
+    /// `Unexpected::UnknownRef` on [`Socket::events`]). Nothing tracks it afterwards: no timer, no pending slot, no outcome event (see
     /// [`phx_proto::Socket::cast`]); a cast still buffered when the channel ends is dropped.
     ///
     /// # Errors

@@ -99,7 +99,7 @@ pub(crate) fn from_ws(msg: WsMessage, arena: &mut FrameArena) -> Option<Frame> {
 /// tungstenite hands out each frame as a slice of its read buffer. While any slice is alive the
 /// buffer cannot be reused, and its refills then come in small pieces: delivering a flood of
 /// small messages to a consumer cost about six `recv` calls per 16 KiB read instead of one
-/// (60,000 instead of 10,000 for a million 125-byte frames). Copying small frames into chunks
+/// (60,000 instead of about 10,000 for a million 125-byte frames, with the 16 KiB read buffer). Copying small frames into chunks
 /// of our own leaves tungstenite's buffer free to reuse at the price of one short `memcpy`.
 /// Large frames are passed through: tungstenite gives each its own allocation anyway.
 ///

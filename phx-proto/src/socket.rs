@@ -609,8 +609,10 @@ impl Socket {
     /// Pushes `event` with `payload` on a channel without tracking an outcome: fire and forget.
     ///
     /// Sent, or buffered, exactly like [`Socket::push`] (in order with the channel's pushes),
-    /// but no timer runs and no outcome event follows: a reply is dropped without a word, a
-    /// cast that cannot be sent (the channel ends first) is dropped with the buffer. It does not
+    /// but no timer runs and no outcome event follows: a reply to one of the latest 64 casts is
+    /// dropped without a word (a reply to an older one is counted and reported as
+    /// [`Unexpected::UnknownRef`]), a cast that cannot be sent (the channel ends first) is
+    /// dropped with the buffer. It does not
     /// count toward [`crate::ConfigBuilder::max_pending_pushes`].
     ///
     /// # Errors
@@ -926,8 +928,9 @@ impl Socket {
     ///
     /// Joined channels become errored and rejoin after reconnecting; pushes that were in
     /// flight fail with [`PushFailure::ConnectionLost`] (their replies can never arrive);
-    /// buffered pushes keep waiting. A reconnect is scheduled on the backoff, except after a
-    /// server close with code 1000 (unless configured otherwise).
+    /// buffered pushes keep waiting. A reconnect is scheduled on the backoff, after a server
+    /// close with code 1000 too unless [`crate::ConfigBuilder::reconnect_on_normal_close`] is
+    /// off.
     pub fn handle_closed(&mut self, now: Instant, conn: ConnectionId, reason: CloseReason) {
         self.tick(now);
         let was_open = match self.phase {
