@@ -8,7 +8,7 @@ use phx_proto::{ByteStr, Message, Payload};
 use serde_json::{Map, Value};
 
 use super::presence::{self, Tracked};
-use super::{Body, ChanMsg, Channel, ConnId, End, Kind, Server, Task, json, reason};
+use super::{Body, ChanMsg, Channel, ConnId, End, Kind, PresenceOrder, Server, Task, json, reason};
 
 /// Identifies the channel instance a piece of work is for.
 #[derive(Debug)]
@@ -316,9 +316,17 @@ impl Server {
         };
         self.presences.track(&ctx.topic, tracked.clone());
         let diff = json::payload(&presence::diff(&[tracked], &[]));
-        self.fanout(&ctx.topic, "presence_diff", &diff, None);
         let state = json::payload(&self.presences.list(&ctx.topic));
-        self.push_event(ctx, "presence_state", state);
+        match self.config.presence_order {
+            PresenceOrder::DiffFirst => {
+                self.fanout(&ctx.topic, "presence_diff", &diff, None);
+                self.push_event(ctx, "presence_state", state);
+            }
+            PresenceOrder::StateFirst => {
+                self.push_event(ctx, "presence_state", state);
+                self.fanout(&ctx.topic, "presence_diff", &diff, None);
+            }
+        }
     }
 
     /// A `disconnect` broadcast to the socket id of `conn`: every connection with that id

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::connect::ConnectInfo;
 
-/// Settings of the server model; `Default` reproduces the recorded Phoenix 1.8.12 test server.
+/// Settings of the server model; `Default` reproduces the recorded Phoenix 1.8.12 test server
+/// (but for the idle timeout's close code: see [`ServerConfig::idle_close_code`]).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Request path of the WebSocket endpoint (mount path plus transport path). Other paths
@@ -20,7 +21,8 @@ pub struct ServerConfig {
     pub auth_token: bool,
     /// Close a connection that received no data for this long (`None`: never). Default 60 s.
     pub idle_timeout: Option<Duration>,
-    /// Close code of the idle timeout: Cowboy sends 1000 (the default), Bandit 1002.
+    /// Close code of the idle timeout: Cowboy sends 1000 (the default), Bandit 1002 (the
+    /// recorded server ran on Bandit; PROTOCOL.md §6.5).
     pub idle_close_code: u16,
     /// Channels one connection may hold; the next join fails with `too many channels joined`.
     /// Default 100.
@@ -44,6 +46,20 @@ pub struct ServerConfig {
     /// Unix time, in seconds, of the first instant the model sees; presence `online_at` values
     /// count from it.
     pub unix_time_at_start: u64,
+    /// Which of a presence join's two messages goes out first. Default: the diff, as recorded.
+    pub presence_order: PresenceOrder,
+}
+
+/// The order of the `presence_diff` announcing a join and the `presence_state` pushed to the
+/// joiner. Phoenix sends them from different processes, so either may arrive first
+/// (PROTOCOL.md §7.2); the recorded run had the diff first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PresenceOrder {
+    /// The diff, then the state (traces/presence.txt).
+    #[default]
+    DiffFirst,
+    /// The state, then the diff (the joiner's own arrival is then in both).
+    StateFirst,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +79,7 @@ impl Default for ServerConfig {
             record_frames: false,
             max_flood: 1_000_000,
             unix_time_at_start: 1_800_000_000,
+            presence_order: PresenceOrder::DiffFirst,
         }
     }
 }

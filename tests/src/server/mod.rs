@@ -94,7 +94,7 @@ pub mod ws;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ConnectAuth, JoinRefRule, ServerConfig, SocketIdMode};
+pub use config::{ConnectAuth, JoinRefRule, PresenceOrder, ServerConfig, SocketIdMode};
 pub use connect::{
     AUTH_TOKEN_PREFIX, Accepted, ConnectInfo, ConnectRequest, Param, Refused, Vsn, encode_base64,
 };

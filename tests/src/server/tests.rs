@@ -905,6 +905,33 @@ fn presence_join_pushes_the_diff_then_the_state() {
 }
 
 #[test]
+fn presence_join_can_push_the_state_before_the_diff() {
+    let mut h = H::with(ServerConfig {
+        unix_time_at_start: 1_000,
+        presence_order: PresenceOrder::StateFirst,
+        ..ServerConfig::default()
+    });
+    h.connect(1, V2);
+    let out = h.send(
+        1,
+        r#"["5","5","presence:lobby","phx_join",{"user":"alice"}]"#,
+    );
+    let r = refs_of(&out);
+    let alice = format!(
+        r#"{{"alice":{{"metas":[{{"online_at":1000,"phx_ref":"{}"}}]}}}}"#,
+        r[0]
+    );
+    assert_eq!(
+        out,
+        vec![
+            r#"1 ["5","5","presence:lobby","phx_reply",{"response":{"joined":"presence:lobby"},"status":"ok"}]"#.to_owned(),
+            format!(r#"1 ["5",null,"presence:lobby","presence_state",{alice}]"#),
+            format!(r#"1 [null,null,"presence:lobby","presence_diff",{{"joins":{alice},"leaves":{{}}}}]"#),
+        ]
+    );
+}
+
+#[test]
 fn presence_update_diffs_new_meta_in_joins_and_old_in_leaves() {
     let mut h = H::new();
     h.connect(1, V2);

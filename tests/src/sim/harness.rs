@@ -14,7 +14,7 @@ use super::net::{Dir, LinkState, Network, Packet};
 use super::options::{APP_RECONNECT_DELAY, ClientParams, SimOptions};
 use super::rng::SimRng;
 use super::transcript::{self, Transcript, note};
-use crate::server::{self, ConnId, Output, Server, ServerConfig};
+use crate::server::{self, ConnId, Output, PresenceOrder, Server, ServerConfig};
 
 /// Steps allowed at one instant before the run is declared stuck (a livelock).
 const MAX_STEPS_AT_ONE_INSTANT: u64 = 20_000;
@@ -176,6 +176,13 @@ impl Sim {
         let clock = Clock::new(epoch);
         let server = Server::new(ServerConfig {
             max_flood: 50,
+            // Odd seeds get a join's presence state before the diff announcing it, as Phoenix
+            // may send them (the parity leaves the random streams as they were).
+            presence_order: if options.seed % 2 == 1 {
+                PresenceOrder::StateFirst
+            } else {
+                PresenceOrder::DiffFirst
+            },
             ..ServerConfig::default()
         });
         let clients = options
