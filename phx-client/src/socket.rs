@@ -967,10 +967,11 @@ impl<R> Channel<R> {
     }
 
     /// Fire and forget: pushes without waiting for a reply. Returns once the push is sent or
-    /// buffered (in order with the channel's other pushes); a reply to one of the socket's latest
-    /// 64 casts is dropped quietly (one to an older cast is reported as
-    /// `Unexpected::UnknownRef` on [`Socket::events`]). Nothing tracks it afterwards: no timer, no pending slot, no outcome event (see
-    /// [`phx_proto::Socket::cast`]); a cast still buffered when the channel ends is dropped.
+    /// buffered (in order with the channel's other pushes); a reply to one of the socket's
+    /// latest 64 casts is dropped quietly (one to an older cast is reported as
+    /// `Unexpected::UnknownRef` on [`Socket::events`]). Nothing tracks it afterwards: no timer,
+    /// no pending slot, no outcome event (see [`phx_proto::Socket::cast`]); a cast still
+    /// buffered when the channel ends is dropped.
     ///
     /// # Errors
     /// [`PushError::Refused`], [`PushError::Serialize`], [`PushError::SocketClosed`].
