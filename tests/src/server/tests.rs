@@ -842,10 +842,12 @@ fn refs_of(out: &[String]) -> Vec<String> {
     refs
 }
 
-#[test]
-fn presence_join_pushes_the_diff_then_the_state() {
+/// alice joins `presence:lobby` on connection 1 of a server sending presence in `order`: the
+/// server (which sent the reply, then the diff and the state in `order`) and alice's `phx_ref`.
+fn alice_joins_presence(order: PresenceOrder) -> (H, String) {
     let mut h = H::with(ServerConfig {
         unix_time_at_start: 1_000,
+        presence_order: order,
         ..ServerConfig::default()
     });
     h.connect(1, V2);
@@ -861,20 +863,35 @@ fn presence_join_pushes_the_diff_then_the_state() {
         r#"{{"alice":{{"metas":[{{"online_at":1000,"phx_ref":"{}"}}]}}}}"#,
         r[0]
     );
+    let diff = format!(
+        r#"1 [null,null,"presence:lobby","presence_diff",{{"joins":{alice},"leaves":{{}}}}]"#
+    );
+    let state = format!(r#"1 ["5",null,"presence:lobby","presence_state",{alice}]"#);
+    let (first, second) = match order {
+        PresenceOrder::DiffFirst => (diff, state),
+        PresenceOrder::StateFirst => (state, diff),
+    };
     assert_eq!(
         out,
         vec![
             r#"1 ["5","5","presence:lobby","phx_reply",{"response":{"joined":"presence:lobby"},"status":"ok"}]"#.to_owned(),
-            format!(r#"1 [null,null,"presence:lobby","presence_diff",{{"joins":{alice},"leaves":{{}}}}]"#),
-            format!(r#"1 ["5",null,"presence:lobby","presence_state",{alice}]"#),
+            first,
+            second,
         ]
     );
+    let alice_ref = r[0].clone();
+    (h, alice_ref)
+}
+
+#[test]
+fn presence_join_pushes_the_diff_then_the_state() {
+    let (mut h, alice_ref) = alice_joins_presence(PresenceOrder::DiffFirst);
     // Bob joins 2 s later on another connection.
     h.now += Duration::from_secs(2);
     h.connect(2, V2);
     let out = h.send(2, r#"["1","1","presence:lobby","phx_join",{"user":"bob"}]"#);
     let bob_ref = refs_of(&out[1..2])[0].clone();
-    assert_ne!(bob_ref, r[0]);
+    assert_ne!(bob_ref, alice_ref);
     let bob = format!(r#"{{"bob":{{"metas":[{{"online_at":1002,"phx_ref":"{bob_ref}"}}]}}}}"#);
     let diff =
         format!(r#"[null,null,"presence:lobby","presence_diff",{{"joins":{bob},"leaves":{{}}}}]"#);
@@ -906,29 +923,7 @@ fn presence_join_pushes_the_diff_then_the_state() {
 
 #[test]
 fn presence_join_can_push_the_state_before_the_diff() {
-    let mut h = H::with(ServerConfig {
-        unix_time_at_start: 1_000,
-        presence_order: PresenceOrder::StateFirst,
-        ..ServerConfig::default()
-    });
-    h.connect(1, V2);
-    let out = h.send(
-        1,
-        r#"["5","5","presence:lobby","phx_join",{"user":"alice"}]"#,
-    );
-    let r = refs_of(&out);
-    let alice = format!(
-        r#"{{"alice":{{"metas":[{{"online_at":1000,"phx_ref":"{}"}}]}}}}"#,
-        r[0]
-    );
-    assert_eq!(
-        out,
-        vec![
-            r#"1 ["5","5","presence:lobby","phx_reply",{"response":{"joined":"presence:lobby"},"status":"ok"}]"#.to_owned(),
-            format!(r#"1 ["5",null,"presence:lobby","presence_state",{alice}]"#),
-            format!(r#"1 [null,null,"presence:lobby","presence_diff",{{"joins":{alice},"leaves":{{}}}}]"#),
-        ]
-    );
+    alice_joins_presence(PresenceOrder::StateFirst);
 }
 
 #[test]
