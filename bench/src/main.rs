@@ -62,7 +62,7 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these clients in the receive and latency sections (labels: a, a', b, c, d, e1,
-    /// e2, echo; comma-separated).
+    /// e2, echo, echo-as; comma-separated).
     #[arg(long, value_delimiter = ',')]
     clients: Vec<String>,
 }
@@ -111,6 +111,9 @@ fn run_worker(kind: &str, url: &str, n: u64, binary: bool, inflight: usize, chan
             async_std::task::block_on(workers::phx_recv::<AsyncStd>(url, n, binary, channels))
         }
         "echo-latency" => tokio_rt().block_on(workers::raw_echo_latency(url, n, inflight)),
+        "echo-async-std-latency" => {
+            async_std::task::block_on(workers::raw_echo_latency_async_std(url, n, inflight))
+        }
         "phx-tokio-latency" => tokio_rt().block_on(workers::phx_latency::<Tokio>(url, n, inflight)),
         "phx-async-std-latency" => {
             async_std::task::block_on(workers::phx_latency::<AsyncStd>(url, n, inflight))
@@ -474,6 +477,7 @@ impl Bench<'_> {
         let extra = [format!("--inflight={inflight}")];
         let cmd = match id {
             "echo" => self.worker("echo-latency", n, &extra),
+            "echo-as" => self.worker("echo-async-std-latency", n, &extra),
             "b" => self.worker("phx-tokio-latency", n, &extra),
             "c" => self.worker("phx-async-std-latency", n, &extra),
             "d" => {
@@ -539,6 +543,10 @@ impl Bench<'_> {
         if self.section("latency") {
             let names = [
                 ("echo", "raw WebSocket echo (tokio-tungstenite)"),
+                (
+                    "echo-as",
+                    "raw WebSocket echo (async-tungstenite on async-std)",
+                ),
                 ("b", "phx-tokio"),
                 ("c", "phx-async-std"),
                 ("d", "phoenix.js 1.8.16 (node)"),

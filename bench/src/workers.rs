@@ -174,8 +174,39 @@ pub async fn phx_latency<R: Runtime + Default>(
 /// The raw WebSocket echo baseline: the same frame a phx push sends, echoed by the server's
 /// `/echo` endpoint, sequential or with `inflight` frames outstanding.
 pub async fn raw_echo_latency(url: &str, n: u64, inflight: usize) -> Result<Value, Error> {
-    let url = format!("{}/echo", url.trim_end_matches("/socket"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+    let (ws, _) = tokio_tungstenite::connect_async(echo_url(url).as_str()).await?;
+    echo_rounds(ws, n, inflight).await
+}
+
+/// The same echo on async-std (async-tungstenite over async-std's TCP): the floor for
+/// phx-async-std, whose runtime pays more per wake-up than tokio's.
+pub async fn raw_echo_latency_async_std(
+    url: &str,
+    n: u64,
+    inflight: usize,
+) -> Result<Value, Error> {
+    let url = echo_url(url);
+    let addr = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .ok_or("the echo needs a ws:// URL")?;
+    let tcp = async_std::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (ws, _) = async_tungstenite::client_async(url.as_str(), tcp).await?;
+    echo_rounds(ws, n, inflight).await
+}
+
+fn echo_url(socket_url: &str) -> String {
+    format!("{}/echo", socket_url.trim_end_matches("/socket"))
+}
+
+/// `n` echoes with `inflight` outstanding, after 100 to warm up.
+async fn echo_rounds<S>(mut ws: S, n: u64, inflight: usize) -> Result<Value, Error>
+where
+    S: futures::Sink<WsMessage, Error = tungstenite::Error>
+        + futures::Stream<Item = Result<WsMessage, tungstenite::Error>>
+        + Unpin,
+{
     let frame = |i: u64| WsMessage::text(format!(r#"["1","{i}","{TOPIC}","ping",{{"n":{i}}}]"#));
     for i in 0..100 {
         ws.send(frame(i)).await?;
