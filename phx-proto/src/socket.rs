@@ -480,7 +480,8 @@ impl Socket {
     ///
     /// # Errors
     /// [`JoinError::AlreadyJoined`] if the topic has a live channel on this socket,
-    /// [`JoinError::InvalidTopic`], or [`JoinError::Encode`] if the join cannot be encoded.
+    /// [`JoinError::InvalidTopic`], or [`JoinError::Encode`] if the join cannot be encoded
+    /// (params that are not well-formed JSON included).
     pub fn join(
         &mut self,
         now: Instant,
@@ -539,6 +540,7 @@ impl Socket {
         }
         let topic = ByteStr::from(topic);
         // Validate first, so a refused join changes nothing.
+        let params = checked(params)?;
         self.dry_run(&topic, &PHX_JOIN, &params)?;
         self.channel_seq += 1;
         let mut channel = Channel::new(topic.clone(), params, self.channel_seq, timeout);
@@ -573,6 +575,7 @@ impl Socket {
             .get(channel)
             .map(|c| c.topic.clone())
             .ok_or(JoinError::UnknownChannel(channel))?;
+        let params = checked(params)?;
         self.dry_run(&topic, &PHX_JOIN, &params)?;
         if let Some(ch) = self.channels.get_mut(channel) {
             ch.params = params;
@@ -592,7 +595,8 @@ impl Socket {
     /// # Errors
     /// [`PushError::BufferFull`] when it would have to wait and the buffer is full,
     /// [`PushError::TooManyPending`], [`PushError::UnknownChannel`], [`PushError::Leaving`],
-    /// [`PushError::ReservedEvent`], [`PushError::Encode`]. Nothing changes on error.
+    /// [`PushError::ReservedEvent`], [`PushError::Encode`] (also for a received payload passed
+    /// on whose deferred check fails: [`EncodeError::InvalidJson`]). Nothing changes on error.
     pub fn push(
         &mut self,
         now: Instant,
@@ -659,6 +663,7 @@ impl Socket {
                 limit: self.config.send_buffer_capacity,
             });
         }
+        let payload = checked(payload)?;
         let timeout = timeout.map(|t| t.unwrap_or(ch.timeout));
         let event = ByteStr::from(event);
         let (topic, join_ref) = (ch.topic.clone(), ch.join_ref_str());
@@ -1739,6 +1744,13 @@ fn parse_ref(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
+}
+
+/// `payload`, checked if its check was deferred: the encoders copy a JSON payload's bytes as
+/// they are, so a malformed one passed on from a received message must be refused here.
+fn checked(mut payload: Payload) -> Result<Payload, EncodeError> {
+    payload.check().map_err(EncodeError::InvalidJson)?;
+    Ok(payload)
 }
 
 #[cfg(test)]

@@ -380,6 +380,10 @@ pub enum EncodeError {
         /// The limit.
         max: usize,
     },
+    /// A JSON payload whose check was deferred (a received message's, passed on) is not
+    /// well-formed JSON: sent, it would make the server close the connection.
+    #[error("the payload is not valid JSON: {0}")]
+    InvalidJson(DecodeError),
 }
 
 /// Reads a JSON string as a [`ByteStr`], slicing the frame unless escapes force a copy.

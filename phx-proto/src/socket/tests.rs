@@ -1096,6 +1096,51 @@ fn deferred_checks_leave_messages_to_the_consumer_and_check_what_the_socket_read
     assert!(errored.is_some_and(|p| p.is_checked()));
 }
 
+#[test]
+fn a_received_payload_passed_on_unchecked_is_checked_before_it_is_sent() {
+    let mut t = T::with(config().defer_payload_checks(true));
+    t.open();
+    let ch = t.joined("room:a");
+    t.take_frames();
+    t.recv(r#"[null,null,"room:a","m",{"body":"hi"}]"#);
+    t.recv(r#"[null,null,"room:a","m",{"body":]"#);
+    let mut payloads = t.take_events().into_iter().filter_map(|e| match e {
+        Event::Message { message, .. } => Some(message.payload),
+        _ => None,
+    });
+    let (good, bad) = (payloads.next().unwrap(), payloads.next().unwrap());
+    assert!(!good.is_checked() && !bad.is_checked());
+    // Sent as they are, the malformed bytes would make the server close the connection.
+    let refused = |e: &PushError| matches!(e, PushError::Encode(EncodeError::InvalidJson(_)));
+    let e = t.s.push(t.now, ch, "fwd", bad.clone(), None).unwrap_err();
+    assert!(refused(&e), "{e:?}");
+    let e = t.s.cast(t.now, ch, "fwd", bad.clone()).unwrap_err();
+    assert!(refused(&e), "{e:?}");
+    let e = t.s.join(t.now, "room:b", bad.clone()).unwrap_err();
+    assert!(
+        matches!(e, JoinError::Encode(EncodeError::InvalidJson(_))),
+        "{e:?}"
+    );
+    let e = t.s.set_join_params(ch, bad).unwrap_err();
+    assert!(
+        matches!(e, JoinError::Encode(EncodeError::InvalidJson(_))),
+        "{e:?}"
+    );
+    t.drain();
+    assert!(t.take_frames().is_empty(), "nothing sent");
+    assert!(
+        t.s.channel_by_topic("room:b").is_none(),
+        "the refused join changed nothing"
+    );
+    // A well-formed one goes out.
+    t.s.push(t.now, ch, "fwd", good, None).unwrap();
+    t.drain();
+    assert_eq!(
+        t.take_frames(),
+        [r#"["1","2","room:a","fwd",{"body":"hi"}]"#]
+    );
+}
+
 // ------------------------------------------------------------------ pushes
 
 #[test]
