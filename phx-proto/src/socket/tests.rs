@@ -510,6 +510,93 @@ fn missed_heartbeat_closes_errors_channels_and_reconnects() {
 }
 
 #[test]
+fn its_own_heartbeat_close_reconnects_even_when_normal_closes_do_not() {
+    // The client closes with 1000 itself on a missed heartbeat (as phoenix.js does); that
+    // close must not be taken for the server's "normal close".
+    let mut t = T::with(config().reconnect_on_normal_close(false));
+    t.open();
+    t.joined("room:lobby");
+    t.take_events();
+    t.advance_to(30_000);
+    t.advance_to(60_000);
+    assert_eq!(t.closes, [(1000, "heartbeat timeout")]);
+    let ev = t.take_events();
+    assert!(
+        ev.iter().any(|e| matches!(
+            e,
+            Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, reconnect_delay: Some(d), .. } if *d == MS(10)
+        )),
+        "{ev:?}"
+    );
+    // The transport then reports the close it was asked for: ignored.
+    t.closed(CloseReason::Closed {
+        code: 1000,
+        reason: "heartbeat timeout".into(),
+    });
+    assert!(t.take_events().is_empty());
+    t.advance_to(60_010);
+    assert_eq!(t.connects.len(), 2);
+}
+
+#[test]
+fn server_closes_other_than_1000_reconnect_even_when_normal_closes_do_not() {
+    // 1001 (disconnect broadcast), 1002 (Bandit's idle timeout), 1011, 1012 (drain).
+    for code in [1001, 1002, 1011, 1012] {
+        let mut t = T::with(config().reconnect_on_normal_close(false));
+        t.open();
+        let ch = t.joined("room:lobby");
+        t.take_events();
+        t.closed(CloseReason::Closed {
+            code,
+            reason: String::new(),
+        });
+        let ev = t.take_events();
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                Event::Disconnected { reconnect_delay: Some(d), .. } if *d == MS(10)
+            )),
+            "{code}: {ev:?}"
+        );
+        assert_eq!(t.s.channel(ch).unwrap().state(), ChannelState::Errored);
+        t.advance_to(10);
+        assert_eq!(t.connects.len(), 2, "{code}");
+    }
+}
+
+#[test]
+fn a_missed_heartbeat_fails_a_push_as_lost_before_its_own_deadline_fires() {
+    // One handle_timeout call past both deadlines: the heartbeat's (60 s) comes first and
+    // loses the connection, so the push (due at 65 s) fails as lost, not as timed out.
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:lobby");
+    t.advance_to(30_000);
+    t.now = t.at(55_000);
+    let p = t.push(ch, "slow");
+    t.take_events();
+    t.advance_to(70_000);
+    let ev = t.take_events();
+    let lost = ev.iter().position(|e| {
+        matches!(e, Event::PushFailed { push_ref, reason: PushFailure::ConnectionLost, .. } if *push_ref == p)
+    });
+    let down = ev.iter().position(|e| {
+        matches!(
+            e,
+            Event::Disconnected {
+                reason: DisconnectReason::HeartbeatTimeout,
+                ..
+            }
+        )
+    });
+    assert!(down.is_some() && lost.is_some(), "{ev:?}");
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::PushTimedOut { .. })),
+        "{ev:?}"
+    );
+}
+
+#[test]
 fn other_traffic_does_not_count_as_heartbeat_reply() {
     let mut t = T::new();
     t.open();
@@ -701,6 +788,88 @@ fn channels_rejoin_after_reconnect_with_fresh_join_refs_in_creation_order() {
     t.recv(&ok_reply("4", "4", "room:b", "{}"));
     t.recv(&ok_reply("3", "3", "room:a", "{}"));
     assert_eq!(joined_events(&t.take_events()), [(b, true), (a, true)]);
+}
+
+#[test]
+fn a_first_join_in_flight_when_the_connection_drops_is_sent_again_with_a_fresh_ref() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("room:a");
+    assert_eq!(t.take_frames(), [r#"["1","1","room:a","phx_join",{}]"#]);
+    t.closed(CloseReason::Error("reset".into()));
+    t.advance_to(10);
+    t.opened();
+    assert_eq!(t.take_frames(), [r#"["2","2","room:a","phx_join",{}]"#]);
+    t.take_events();
+    // A reply to the first attempt (it cannot come on a new connection, but a hostile server
+    // may send one) answers nothing; the second attempt's joins the channel.
+    t.recv(&ok_reply("1", "1", "room:a", "{}"));
+    assert!(matches!(
+        &t.take_events()[..],
+        [Event::Unexpected(Unexpected::UnknownRef { .. })]
+    ));
+    assert!(!t.s.channel(ch).unwrap().is_joined());
+    t.recv(&ok_reply("2", "2", "room:a", "{}"));
+    assert_eq!(joined_events(&t.take_events()), [(ch, false)]);
+}
+
+#[test]
+fn a_first_join_that_never_gets_through_times_out_from_its_join_call() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("room:a");
+    t.closed(CloseReason::Error("reset".into()));
+    t.advance_to(10);
+    t.opened();
+    t.take_events();
+    t.advance_to(9_999);
+    assert!(t.take_events().is_empty());
+    t.advance_to(10_000);
+    assert!(t.take_events().contains(&Event::JoinTimedOut {
+        channel: ch,
+        retry_at: None
+    }));
+}
+
+#[test]
+fn rejoins_follow_creation_order_when_a_channel_reuses_a_slot() {
+    let mut t = T::new();
+    t.open();
+    let a = t.joined("room:a");
+    t.joined("room:b");
+    t.joined("room:c");
+    t.s.leave(t.now, a).unwrap();
+    t.drain();
+    let leave = t.take_frames().pop().unwrap();
+    assert!(leave.contains("phx_leave"), "{leave}");
+    t.recv(&ok_reply("1", "4", "room:a", "{}"));
+    assert!(t.s.channel(a).is_none());
+    // room:d takes room:a's slot; it was created last, so it rejoins last.
+    let d = t.joined("room:d");
+    let slot = |id: ChannelId| id.to_string().split('.').next().map(str::to_owned);
+    assert_eq!(slot(d), slot(a), "{d} reuses {a}'s slot");
+    t.take_frames();
+    t.closed(CloseReason::Error("reset".into()));
+    t.advance_to(10);
+    t.opened();
+    let topics: Vec<String> = t
+        .take_frames()
+        .iter()
+        .map(|f| f.split(',').nth(2).unwrap().trim_matches('"').to_owned())
+        .collect();
+    assert_eq!(topics, ["room:b", "room:c", "room:d"]);
+}
+
+#[test]
+fn a_join_made_while_dialing_is_sent_once_after_a_failed_dial() {
+    let mut t = T::new();
+    t.connect();
+    t.join("room:a");
+    t.closed(CloseReason::Error("refused".into()));
+    t.advance_to(10);
+    assert_eq!(t.connects.len(), 2);
+    t.opened();
+    assert_eq!(t.take_frames(), [r#"["1","1","room:a","phx_join",{}]"#]);
 }
 
 #[test]
