@@ -465,7 +465,8 @@ impl ConfigBuilder {
         self
     }
 
-    /// Reconnect schedule ([`Backoff::phoenix_reconnect`] by default).
+    /// Reconnect schedule ([`Backoff::phoenix_reconnect`] by default). It starts over once a
+    /// connection has stayed open 5 s.
     pub fn reconnect(mut self, backoff: Backoff) -> Self {
         self.config.reconnect = backoff;
         self

@@ -138,8 +138,11 @@ pub struct Socket {
     rng: Rng,
     phase: Phase,
     conn_counter: u64,
-    /// Reconnects scheduled since the last successful open (the backoff index).
+    /// Reconnects scheduled since the last connection that stayed open `STABLE` (the backoff
+    /// index).
     retries: u32,
+    /// When the open connection opened.
+    opened_at: Option<Instant>,
     /// Consecutive failed connection attempts since the last successful open.
     failures: u32,
     ref_counter: u64,
@@ -165,6 +168,11 @@ pub struct Socket {
 /// How many cast refs [`Socket`] remembers.
 const RECENT_CASTS: usize = 64;
 
+/// How long a connection must stay open for the reconnect backoff to start over when it ends.
+/// phoenix.js starts over on every open, so a server that accepts and closes at once is
+/// redialled every 10 ms forever (PROTOCOL.md §9 item 23).
+const STABLE: Duration = Duration::from_secs(5);
+
 impl Socket {
     /// A socket in the [`SocketState::Disconnected`] state; call [`Socket::connect`] to dial.
     pub fn new(config: Config, now: Instant) -> Self {
@@ -175,6 +183,7 @@ impl Socket {
             phase: Phase::Disconnected,
             conn_counter: 0,
             retries: 0,
+            opened_at: None,
             failures: 0,
             ref_counter: 0,
             channel_seq: 0,
@@ -439,6 +448,7 @@ impl Socket {
         self.stop_socket_timers();
         self.failures = 0;
         self.retries = 0;
+        self.opened_at = None;
         if was != Phase::Disconnected {
             self.events.push_back(Event::Disconnected {
                 reason: DisconnectReason::Client,
@@ -852,8 +862,8 @@ impl Socket {
 
     /// The WebSocket of attempt `conn` is open. Ignored for any other attempt.
     ///
-    /// Resets the reconnect backoff, starts heartbeats, and (re)joins every channel that
-    /// waits for the connection, in creation order.
+    /// Starts heartbeats and (re)joins every channel that waits for the connection, in creation
+    /// order. The reconnect backoff starts over if this connection stays open 5 s or more.
     pub fn handle_connected(&mut self, now: Instant, conn: ConnectionId) {
         self.tick(now);
         if self.phase != Phase::Connecting(conn) {
@@ -861,7 +871,7 @@ impl Socket {
         }
         self.timers.cancel(self.connect_timer.take());
         self.phase = Phase::Open(conn);
-        self.retries = 0;
+        self.opened_at = Some(now);
         self.failures = 0;
         self.stats.connects += 1;
         if let Some(interval) = self.config.heartbeat_interval {
@@ -1627,6 +1637,13 @@ impl Socket {
     /// The transport is gone (closed, failed, timed out, or declared dead).
     fn transport_lost(&mut self, reason: DisconnectReason, reconnect: bool) {
         let was_open = matches!(self.phase, Phase::Open(_));
+        if self
+            .opened_at
+            .take()
+            .is_some_and(|at| self.now.saturating_duration_since(at) >= STABLE)
+        {
+            self.retries = 0;
+        }
         self.stop_socket_timers();
         if !was_open {
             self.failures = self.failures.saturating_add(1);

@@ -285,8 +285,43 @@ fn reconnect_follows_the_phoenix_schedule_then_five_seconds() {
     assert_eq!(t.s.stats().reconnects, 11);
 }
 
+/// The reconnect delays announced by the `Disconnected` events in `events`, in ms.
+fn reconnect_delays(events: &[Event]) -> Vec<u128> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Disconnected {
+                reconnect_delay: Some(d),
+                ..
+            } => Some(d.as_millis()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn reconnect_tries_reset_after_a_successful_open() {
+fn a_server_that_accepts_and_closes_at_once_is_redialled_on_the_backoff() {
+    // phoenix.js starts the backoff over on every open: such a server is redialled every
+    // 10 ms forever (PROTOCOL.md §9 item 23). phx goes on along the schedule.
+    let mut t = T::new();
+    t.connect();
+    for _ in 0..11 {
+        t.opened();
+        t.closed(CloseReason::Closed {
+            code: 1011,
+            reason: String::new(),
+        });
+        let next = t.s.poll_timeout().unwrap();
+        t.advance_to_instant(next);
+    }
+    assert_eq!(
+        reconnect_delays(&t.take_events()),
+        [10, 50, 100, 150, 200, 250, 500, 1000, 2000, 5000, 5000]
+    );
+}
+
+#[test]
+fn the_backoff_starts_over_once_a_connection_stayed_open_five_seconds() {
     let mut t = T::new();
     t.connect();
     t.closed(CloseReason::Error("x".into()));
@@ -294,15 +329,13 @@ fn reconnect_tries_reset_after_a_successful_open() {
     t.closed(CloseReason::Error("x".into()));
     t.advance_to(60);
     t.opened();
-    t.take_events();
-    t.closed(CloseReason::Closed {
-        code: 1011,
-        reason: String::new(),
-    });
-    assert!(t.take_events().iter().any(|e| matches!(
-        e,
-        Event::Disconnected { reconnect_delay: Some(d), .. } if *d == MS(10)
-    )));
+    t.advance_to(60 + 4_999);
+    t.closed(CloseReason::Error("x".into()));
+    t.advance_to(5_059 + 100);
+    t.opened();
+    t.advance_to(5_159 + 5_000);
+    t.closed(CloseReason::Error("x".into()));
+    assert_eq!(reconnect_delays(&t.take_events()), [10, 50, 100, 10]);
 }
 
 #[test]

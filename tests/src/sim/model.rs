@@ -173,6 +173,8 @@ pub(crate) struct Model {
     /// Whether the socket is connected, as its events tell (a step can change it midway).
     connected: bool,
     retries: u32,
+    /// When the open connection opened: one that stays open 5 s starts the backoff over.
+    open_since: Option<Instant>,
     reconnect_at: Option<Instant>,
     /// Every join ref written, per topic (to forge stale frames).
     pub(crate) join_history: BTreeMap<String, Vec<u64>>,
@@ -234,6 +236,7 @@ impl Model {
             conn: None,
             connected: false,
             retries: 0,
+            open_since: None,
             reconnect_at: None,
             join_history: BTreeMap::new(),
             pushes_issued: 0,
@@ -317,6 +320,7 @@ impl Model {
 
     pub(crate) fn on_disconnect_command(&mut self) {
         self.retries = 0;
+        self.open_since = None;
         self.reconnect_at = None;
     }
 
@@ -735,7 +739,7 @@ impl Model {
                 if !matches!(cause, Cause::Opened(c) if c == conn) {
                     return Err(format!("Connected {conn} caused by {cause:?}"));
                 }
-                self.retries = 0;
+                self.open_since = Some(now);
                 self.connected = true;
                 for chan in self.chans.values_mut() {
                     chan.rejoin_tries = 0;
@@ -756,6 +760,13 @@ impl Model {
                     ) => {}
                     (DisconnectReason::Transport(_), Cause::Closed(c)) if Some(*c) == current => {}
                     _ => return Err(format!("Disconnected ({reason}) caused by {cause:?}")),
+                }
+                if self
+                    .open_since
+                    .take()
+                    .is_some_and(|t| now.saturating_duration_since(t) >= Duration::from_secs(5))
+                {
+                    self.retries = 0;
                 }
                 match (reconnect_at, reconnect_delay) {
                     (Some(at), Some(d)) => {
