@@ -1153,6 +1153,8 @@ fn stale_join_ref_messages_are_dropped_and_null_ones_delivered() {
     // Refs are compared as the strings they were sent as: "+2" and "02" are not "2".
     t.recv(r#"["+2",null,"room:dup","signed",{}]"#);
     t.recv(r#"["02",null,"room:dup","padded",{}]"#);
+    // "" is no join ref either (phoenix.js takes it for none and delivers it).
+    t.recv(r#"["",null,"room:dup","empty",{}]"#);
     let ev = t.take_events();
     let stale = |event: &str| {
         Event::Unexpected(Unexpected::Stale {
@@ -1166,7 +1168,8 @@ fn stale_join_ref_messages_are_dropped_and_null_ones_delivered() {
             stale("phx_close"),
             stale("old_push"),
             stale("signed"),
-            stale("padded")
+            stale("padded"),
+            stale("empty")
         ]
     );
     assert!(t.s.channel(ch).unwrap().is_joined());
@@ -1181,7 +1184,7 @@ fn stale_join_ref_messages_are_dropped_and_null_ones_delivered() {
         })
         .collect();
     assert_eq!(delivered, ["current", "broadcast"]);
-    assert_eq!(t.s.stats().stale, 4);
+    assert_eq!(t.s.stats().stale, 5);
 }
 
 #[test]
@@ -1400,17 +1403,35 @@ fn phx_close_and_phx_error_are_never_taken_for_replies() {
     let mut t = T::new();
     t.open();
     let ch = t.join("room:lobby");
-    // ref == join_ref, but the event is not phx_reply: this is not the join's reply.
+    t.take_events();
+    // ref == join_ref, but the event is not phx_reply: this is not the join's reply (a
+    // client matching replies by ref alone would take it for one). It is the channel's
+    // crash: errored, to rejoin on the rejoin schedule.
     t.recv(r#"["1","1","room:lobby","phx_error",{}]"#);
+    let ev = t.take_events();
     assert!(
-        !t.take_events()
-            .iter()
-            .any(|e| matches!(e, Event::Joined { .. }))
+        matches!(
+            ev.as_slice(),
+            [Event::ChannelErrored { channel, retry_at: Some(at), .. }] if *channel == ch && *at == t.at(1_000)
+        ),
+        "{ev:?}"
     );
-    assert_ne!(
+    assert_eq!(
         t.s.channel(ch).map(|c| c.state()),
-        Some(ChannelState::Joined)
+        Some(ChannelState::Errored)
     );
+    // Likewise phx_close with the join's ref ends the channel; it is not a reply either.
+    let other = t.join("room:other");
+    t.take_events();
+    let jr = t.s.channel(other).unwrap().join_ref().unwrap().to_string();
+    t.recv(&format!(r#"["{jr}","{jr}","room:other","phx_close",{{}}]"#));
+    let ev = t.take_events();
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, Event::Joined { .. } | Event::JoinFailed { .. })),
+        "{ev:?}"
+    );
+    assert!(t.s.channel(other).is_none(), "{ev:?}");
 }
 
 #[test]
