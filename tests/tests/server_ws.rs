@@ -244,6 +244,13 @@ async fn server_closes_and_drops_reach_the_client() {
         "expected the stream to end without a close frame, got {end:?}"
     );
     assert_eq!(server.open_connections().await, 0);
+    // Shutting down closes with 1012, as Phoenix's drain does.
+    let mut d = connect(&server, "token=secret&vsn=2.0.0").await;
+    server.shutdown().await;
+    match recv(&mut d).await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1012),
+        other => panic!("expected close 1012, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -317,7 +317,8 @@ impl TestServer {
         self.call(|s, _| s.stats().frames_received).await
     }
 
-    /// Closes every connection with 1001 and stops listening.
+    /// Closes every connection with 1012, as Phoenix's drain does when the application shuts
+    /// down (PROTOCOL.md §6.5), and stops listening.
     pub async fn shutdown(mut self) {
         self.acceptor.abort();
         let (tx, rx) = oneshot::channel();
@@ -370,7 +371,7 @@ async fn own_model(mut server: Server, mut rx: mpsc::Receiver<Command>) {
         flush(&mut server, &mut writers);
     }
     for (_, writer) in writers {
-        let _ = writer.send(WsOut::Close(1001, String::new()));
+        let _ = writer.send(WsOut::Close(1012, String::new()));
     }
     if let Some(done) = shutdown {
         let _ = done.send(());
