@@ -304,10 +304,14 @@ impl Sim {
                 } else {
                     self.rng_work.pick(&free).clone()
                 };
-                let timeout = self
-                    .rng_work
-                    .chance(0.2)
-                    .then(|| self.rng_work.ms(300, 10_000));
+                // Never shorter than the slowest round trip, or the channel could never
+                // join, even once the network is healthy again.
+                let slowest = 2 * (self.options.latency.1 + self.options.jitter);
+                let timeout = self.rng_work.chance(0.2).then(|| {
+                    self.rng_work
+                        .ms(300, 10_000)
+                        .max(slowest + Duration::from_millis(50))
+                });
                 self.cmd_join(i, &topic, timeout).map(drop)
             }
             Op::Leave => {
