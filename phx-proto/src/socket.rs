@@ -626,8 +626,8 @@ impl Socket {
     /// but no timer runs and no outcome event follows: a reply to one of the latest 64 casts is
     /// dropped without a word (a reply to an older one is counted and reported as
     /// [`Unexpected::UnknownRef`]), a cast that cannot be sent (the channel ends first) is
-    /// dropped with the buffer. It does not
-    /// count toward [`crate::ConfigBuilder::max_pending_pushes`].
+    /// dropped with the buffer. It does not count toward
+    /// [`crate::ConfigBuilder::max_pending_pushes`].
     ///
     /// # Errors
     /// As [`Socket::push`], except [`PushError::TooManyPending`].
