@@ -518,57 +518,41 @@ fn heartbeat_is_sent_every_interval_after_the_reply_and_reports_rtt() {
 
 #[test]
 fn missed_heartbeat_closes_errors_channels_and_reconnects() {
-    let mut t = T::new();
-    t.open();
-    let lobby = t.joined("room:lobby");
-    t.take_events();
-    t.advance_to(30_000); // heartbeat sent, never answered
-    t.advance_to(59_999);
-    assert!(t.closes.is_empty());
-    t.advance_to(60_000);
-    assert_eq!(t.closes, [(1000, "heartbeat timeout")]);
-    let ev = t.take_events();
-    assert!(ev.iter().any(|e| matches!(
-        e,
-        Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, reconnect_delay: Some(d), .. } if *d == MS(10)
-    )));
-    assert!(ev.contains(&Event::ChannelErrored {
-        channel: lobby,
-        reason: ChannelError::ConnectionLost,
-        retry_at: None
-    }));
-    assert_eq!(t.s.stats().heartbeat_timeouts, 1);
-    t.advance_to(60_010);
-    assert_eq!(t.connects.len(), 2);
-}
-
-#[test]
-fn its_own_heartbeat_close_reconnects_even_when_normal_closes_do_not() {
-    // The client closes with 1000 itself on a missed heartbeat (as phoenix.js does); that
-    // close must not be taken for the server's "normal close".
-    let mut t = T::with(config().reconnect_on_normal_close(false));
-    t.open();
-    t.joined("room:lobby");
-    t.take_events();
-    t.advance_to(30_000);
-    t.advance_to(60_000);
-    assert_eq!(t.closes, [(1000, "heartbeat timeout")]);
-    let ev = t.take_events();
-    assert!(
-        ev.iter().any(|e| matches!(
-            e,
-            Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, reconnect_delay: Some(d), .. } if *d == MS(10)
-        )),
-        "{ev:?}"
-    );
-    // The transport then reports the close it was asked for: ignored.
-    t.closed(CloseReason::Closed {
-        code: 1000,
-        reason: "heartbeat timeout".into(),
-    });
-    assert!(t.take_events().is_empty());
-    t.advance_to(60_010);
-    assert_eq!(t.connects.len(), 2);
+    // The client closes with 1000 itself (as phoenix.js does); that close must not be taken
+    // for a server's "normal close", so it reconnects even when those do not.
+    for reconnect_on_normal_close in [true, false] {
+        let mut t = T::with(config().reconnect_on_normal_close(reconnect_on_normal_close));
+        t.open();
+        let lobby = t.joined("room:lobby");
+        t.take_events();
+        t.advance_to(30_000); // heartbeat sent, never answered
+        t.advance_to(59_999);
+        assert!(t.closes.is_empty());
+        t.advance_to(60_000);
+        assert_eq!(t.closes, [(1000, "heartbeat timeout")]);
+        let ev = t.take_events();
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, reconnect_delay: Some(d), .. } if *d == MS(10)
+            )),
+            "{ev:?}"
+        );
+        assert!(ev.contains(&Event::ChannelErrored {
+            channel: lobby,
+            reason: ChannelError::ConnectionLost,
+            retry_at: None
+        }));
+        assert_eq!(t.s.stats().heartbeat_timeouts, 1);
+        // The transport then reports the close it was asked for: ignored.
+        t.closed(CloseReason::Closed {
+            code: 1000,
+            reason: "heartbeat timeout".into(),
+        });
+        assert!(t.take_events().is_empty());
+        t.advance_to(60_010);
+        assert_eq!(t.connects.len(), 2);
+    }
 }
 
 #[test]
