@@ -1,6 +1,8 @@
 //! Socket figures: the cost of routing one received broadcast to its channel with 1 and with
 //! 10,000 joined channels (target: within 1.5x), and the heap held per idle joined channel
-//! (target: under 512 B), counted by a counting global allocator.
+//! (target: under 512 B), counted by a counting global allocator; and the core's share of a
+//! push → reply round trip with 100 pushes in flight (encode the push, decode and match its
+//! reply), with the heap allocations it makes per push.
 //!
 //! Run: `cargo bench -p phx-proto --bench socket`
 
@@ -10,6 +12,7 @@ use std::alloc::System;
 use std::hint::black_box;
 use std::time::Instant;
 
+use bytes::Bytes;
 use criterion::Criterion;
 use phx_proto::{Config, ConnectionId, Frame, Payload, Socket, Transmit};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -124,9 +127,103 @@ fn memory() {
     black_box(&s);
 }
 
+/// Pushes outstanding in the push → reply figures.
+const IN_FLIGHT: u64 = 100;
+
+/// The replies to pushes `first_ref..first_ref + n`, in order.
+fn replies(topic: &str, join_ref: &str, first_ref: u64, n: u64) -> Vec<Frame> {
+    // Each frame is taken once: cloning a `Bytes` made from a `String` would allocate.
+    (first_ref..first_ref + n)
+        .map(|r| {
+            Frame::Text(
+                format!(
+                    r#"["{join_ref}","{r}","{topic}","phx_reply",{{"response":{{"n":{r}}},"status":"ok"}}]"#
+                )
+                .into(),
+            )
+        })
+        .collect()
+}
+
+/// Opens a socket, joins one channel and puts `IN_FLIGHT` pushes in flight.
+fn pushing_socket(now: Instant) -> (Socket, ConnectionId, phx_proto::ChannelId, u64) {
+    let (mut s, conn) = open_socket(now);
+    join_all(&mut s, conn, now, 1);
+    let id = s.channel_by_topic(&topic(0)).unwrap();
+    let mut first = None;
+    for _ in 0..IN_FLIGHT {
+        let r = push_one(&mut s, now, id);
+        first.get_or_insert(r);
+    }
+    (s, conn, id, first.unwrap())
+}
+
+/// Pushes one message and takes its frame.
+fn push_one(s: &mut Socket, now: Instant, id: phx_proto::ChannelId) -> u64 {
+    let payload = Payload::from_json(Bytes::from_static(br#"{"n":1}"#)).unwrap();
+    let r = s.push(now, id, "ping", payload, None).unwrap();
+    while let Some(t) = s.poll_transmit() {
+        let _ = black_box(t);
+    }
+    r.get()
+}
+
+/// One round trip with `IN_FLIGHT` pushes outstanding: a push is encoded and taken, and the
+/// oldest one's reply is decoded and matched.
+fn round_trip(
+    s: &mut Socket,
+    now: Instant,
+    conn: ConnectionId,
+    id: phx_proto::ChannelId,
+    reply: Frame,
+) {
+    push_one(s, now, id);
+    s.handle_frame(now, conn, reply).unwrap();
+    while let Some(e) = s.poll_event() {
+        black_box(e);
+    }
+}
+
+fn push_reply(c: &mut Criterion) {
+    c.bench_function("push_reply_100_in_flight", |b| {
+        // A fresh socket per batch, its replies made before the clock starts.
+        b.iter_custom(|iters| {
+            let now = Instant::now();
+            let (mut s, conn, id, first) = pushing_socket(now);
+            let jr = s.channel(id).unwrap().join_ref().unwrap().to_string();
+            let frames = replies(&topic(0), &jr, first, iters);
+            let start = Instant::now();
+            for f in frames {
+                round_trip(&mut s, now, conn, id, f);
+            }
+            start.elapsed()
+        })
+    });
+}
+
+/// Heap allocations the core makes per push → reply round trip (the reply frame given).
+fn push_allocations() {
+    const N: u64 = 10_000;
+    let now = Instant::now();
+    let (mut s, conn, id, first) = pushing_socket(now);
+    let jr = s.channel(id).unwrap().join_ref().unwrap().to_string();
+    let frames = replies(&topic(0), &jr, first, N);
+    let region = Region::new(GLOBAL);
+    for f in frames {
+        round_trip(&mut s, now, conn, id, f);
+    }
+    let st = region.change();
+    println!(
+        "allocations per push -> reply round trip (100 in flight): {:.2}",
+        st.allocations as f64 / N as f64
+    );
+}
+
 fn main() {
     memory();
+    push_allocations();
     let mut c = Criterion::default().configure_from_args();
     routing(&mut c);
+    push_reply(&mut c);
     c.final_summary();
 }
