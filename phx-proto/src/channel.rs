@@ -121,8 +121,8 @@ impl Channel {
     }
 
     /// The current join ref as sent on the wire.
-    pub(crate) fn join_ref_str(&self) -> Option<ByteStr> {
-        self.join_ref.map(|r| ByteStr::from(r.to_string()))
+    pub(crate) fn join_ref_number(&self) -> Option<u64> {
+        self.join_ref.map(NonZeroU64::get)
     }
 
     /// Whether `join_ref` (as received) names this channel's current join: exactly the decimal

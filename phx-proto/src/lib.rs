@@ -52,7 +52,8 @@ mod transmit;
 pub use backoff::{Backoff, Rng};
 pub use channel::{ChannelId, ChannelState, ChannelView};
 pub use codec::{
-    DecodeError, EncodeError, Frame, Message, Serializer, ServerSerializer, V1Json, V2Json,
+    DecodeError, EncodeError, Frame, Message, Outgoing, Serializer, ServerSerializer, V1Json,
+    V2Json,
 };
 pub use config::{AUTH_TOKEN_PREFIX, Config, ConfigBuilder, ConfigError};
 pub use error::{JoinError, LeaveError, PushError};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::backoff::Rng;
 use crate::channel::{Buffered, Channel, ChannelId, ChannelState, ChannelView, Slab, TopicIndex};
-use crate::codec::{DecodeError, EncodeError, Frame, Message};
+use crate::codec::{DecodeError, EncodeError, Frame, Message, Outgoing};
 use crate::config::{Config, ConfigError, Endpoint, Param};
 use crate::error::{JoinError, LeaveError, PushError};
 use crate::event::{ChannelClosed, ChannelError, DisconnectReason, Event, PushFailure, Unexpected};
@@ -18,9 +18,10 @@ use crate::timer::{TimerHandle, TimerKey, Timers};
 use crate::transmit::{CloseReason, ConnectRequest, ConnectionId, Transmit};
 
 const PHOENIX: &str = "phoenix";
-const HEARTBEAT: ByteStr = ByteStr::from_static("heartbeat");
-const PHX_JOIN: ByteStr = ByteStr::from_static("phx_join");
-const PHX_LEAVE: ByteStr = ByteStr::from_static("phx_leave");
+const PHOENIX_TOPIC: ByteStr = ByteStr::from_static(PHOENIX);
+const HEARTBEAT: &str = "heartbeat";
+const PHX_JOIN: &str = "phx_join";
+const PHX_LEAVE: &str = "phx_leave";
 const PHX_CLOSE: &str = "phx_close";
 const PHX_ERROR: &str = "phx_error";
 
@@ -429,8 +430,8 @@ impl Socket {
                 let on_server = ch.state == ChannelState::Joined
                     || (ch.state == ChannelState::Joining && ch.join_push().is_some());
                 if on_server {
-                    let (join_ref, topic) = (ch.join_ref_str(), ch.topic.clone());
-                    if let (_, Ok(frame)) = self.leave_frame(join_ref, topic) {
+                    let (join_ref, topic) = (ch.join_ref_number(), ch.topic.clone());
+                    if let (_, Ok(frame)) = self.leave_frame(join_ref, &topic) {
                         self.send_frame(frame);
                     }
                 }
@@ -551,7 +552,7 @@ impl Socket {
         let topic = ByteStr::from(topic);
         // Validate first, so a refused join changes nothing.
         let params = checked(params)?;
-        self.dry_run(&topic, &PHX_JOIN, &params)?;
+        self.dry_run(&topic, PHX_JOIN, &params)?;
         self.channel_seq += 1;
         let mut channel = Channel::new(topic.clone(), params, self.channel_seq, timeout);
         channel.presence = options
@@ -586,7 +587,7 @@ impl Socket {
             .map(|c| c.topic.clone())
             .ok_or(JoinError::UnknownChannel(channel))?;
         let params = checked(params)?;
-        self.dry_run(&topic, &PHX_JOIN, &params)?;
+        self.dry_run(&topic, PHX_JOIN, &params)?;
         if let Some(ch) = self.channels.get_mut(channel) {
             ch.params = params;
         }
@@ -658,7 +659,7 @@ impl Socket {
         if ch.state == ChannelState::Leaving {
             return Err(PushError::Leaving(channel));
         }
-        if event == PHX_JOIN.as_str() || event == PHX_LEAVE.as_str() {
+        if event == PHX_JOIN || event == PHX_LEAVE {
             return Err(PushError::ReservedEvent(event.to_owned()));
         }
         let tracked = timeout.is_some();
@@ -675,20 +676,18 @@ impl Socket {
         }
         let payload = checked(payload)?;
         let timeout = timeout.map(|t| t.unwrap_or(ch.timeout));
-        let event = ByteStr::from(event);
-        let (topic, join_ref) = (ch.topic.clone(), ch.join_ref_str());
         let r = self.ref_counter + 1;
+        let msg = Outgoing {
+            join_ref: ch.join_ref.map(NonZeroU64::get),
+            ref_: r,
+            topic: &ch.topic,
+            event,
+            payload: &payload,
+        };
         let frame = if send_now {
-            let msg = Message::new(
-                join_ref,
-                Some(ref_str(r)),
-                topic,
-                event.clone(),
-                payload.clone(),
-            );
             Some(self.encode(&msg)?)
         } else {
-            self.dry_run(&topic, &event, &payload)?;
+            self.dry_run(&ch.topic, event, &payload)?;
             None
         };
         self.ref_counter = r;
@@ -721,7 +720,7 @@ impl Socket {
             None => {
                 ch.push_buffered(Buffered {
                     ref_: r,
-                    event,
+                    event: ByteStr::from(event),
                     payload,
                     timeout,
                 });
@@ -773,8 +772,8 @@ impl Socket {
                 return Ok(());
             };
             ch.state = ChannelState::Leaving;
-            let join_ref = ch.join_ref_str();
-            let (r, frame) = self.leave_frame(join_ref, topic);
+            let join_ref = ch.join_ref_number();
+            let (r, frame) = self.leave_frame(join_ref, &topic);
             let timeout = self
                 .channels
                 .get(channel)
@@ -993,8 +992,8 @@ impl Socket {
     }
 
     /// Encodes a client message, enforcing the frame size limit.
-    fn encode(&self, msg: &Message) -> Result<Frame, EncodeError> {
-        let frame = self.config.serializer.encode(msg)?;
+    fn encode(&self, msg: &Outgoing<'_>) -> Result<Frame, EncodeError> {
+        let frame = self.config.serializer.encode_outgoing(msg)?;
         if frame.len() > self.config.max_frame_size {
             return Err(EncodeError::FrameTooLarge {
                 size: frame.len(),
@@ -1007,36 +1006,30 @@ impl Socket {
     /// A `phx_leave` for the channel instance `join_ref` of `topic`, with a fresh ref.
     fn leave_frame(
         &mut self,
-        join_ref: Option<ByteStr>,
-        topic: ByteStr,
+        join_ref: Option<u64>,
+        topic: &ByteStr,
     ) -> (u64, Result<Frame, EncodeError>) {
         let r = self.mint_ref();
-        let msg = Message::new(
+        let msg = Outgoing {
             join_ref,
-            Some(ref_str(r)),
+            ref_: r,
             topic,
-            PHX_LEAVE,
-            Payload::empty(),
-        );
+            event: PHX_LEAVE,
+            payload: &Payload::empty(),
+        };
         (r, self.encode(&msg))
     }
 
-    /// Checks that a channel message with these fields would encode.
-    fn dry_run(
-        &self,
-        topic: &ByteStr,
-        event: &ByteStr,
-        payload: &Payload,
-    ) -> Result<(), EncodeError> {
-        let probe = ByteStr::from_static("18446744073709551615");
-        let msg = Message::new(
-            Some(probe.clone()),
-            Some(probe),
-            topic.clone(),
-            event.clone(),
-            payload.clone(),
-        );
-        self.encode(&msg).map(drop)
+    /// Checks that a channel message with these fields would encode, whatever its refs.
+    fn dry_run(&self, topic: &ByteStr, event: &str, payload: &Payload) -> Result<(), EncodeError> {
+        self.encode(&Outgoing {
+            join_ref: Some(u64::MAX),
+            ref_: u64::MAX,
+            topic,
+            event,
+            payload,
+        })
+        .map(drop)
     }
 
     fn start_attempt(&mut self) {
@@ -1065,7 +1058,6 @@ impl Socket {
 
     fn send_join(&mut self, id: ChannelId) {
         let r = self.mint_ref();
-        let join_ref = ref_str(r);
         let Some(ch) = self.channels.get_mut(id) else {
             return;
         };
@@ -1088,13 +1080,13 @@ impl Socket {
                 timer: None,
             },
         );
-        let msg = Message::new(
-            Some(join_ref.clone()),
-            Some(join_ref),
-            topic,
-            PHX_JOIN,
-            params,
-        );
+        let msg = Outgoing {
+            join_ref: Some(r),
+            ref_: r,
+            topic: &topic,
+            event: PHX_JOIN,
+            payload: &params,
+        };
         match self.encode(&msg) {
             Ok(frame) => self.send_frame(frame),
             // Params were validated when set; only a custom serializer can get here.
@@ -1167,7 +1159,13 @@ impl Socket {
             return;
         };
         let r = self.mint_ref();
-        let msg = Message::new(None, Some(ref_str(r)), PHOENIX, HEARTBEAT, Payload::empty());
+        let msg = Outgoing {
+            join_ref: None,
+            ref_: r,
+            topic: &PHOENIX_TOPIC,
+            event: HEARTBEAT,
+            payload: &Payload::empty(),
+        };
         if let Ok(frame) = self.encode(&msg) {
             self.send_frame(frame);
         }
@@ -1183,7 +1181,7 @@ impl Socket {
         if !matches!(ch.state, ChannelState::Joining | ChannelState::Errored) {
             return;
         }
-        let old_join_ref = ch.join_ref_str();
+        let old_join_ref = ch.join_ref_number();
         let timed_out = ch.abandon_join();
         let ever_joined = ch.ever_joined;
         let (topic, timeout) = (ch.topic.clone(), ch.timeout);
@@ -1191,7 +1189,7 @@ impl Socket {
             self.pending.remove(&r);
             // Undo a join the server may still complete late (as phoenix.js does).
             if self.is_connected()
-                && let (c, Ok(frame)) = self.leave_frame(old_join_ref, topic)
+                && let (c, Ok(frame)) = self.leave_frame(old_join_ref, &topic)
             {
                 let timer = self.arm(timeout, TimerKey::Pending(c));
                 self.pending.insert(
@@ -1272,7 +1270,7 @@ impl Socket {
     fn route_reply(&mut self, msg: Message) {
         if msg.topic == PHOENIX
             && let Some((hb, sent_at)) = self.heartbeat.pending
-            && msg.ref_.as_deref() == Some(ref_str(hb).as_str())
+            && msg.ref_.as_deref().and_then(parse_ref) == Some(hb)
         {
             let rtt = self.now.saturating_duration_since(sent_at);
             self.heartbeat.pending = None;
@@ -1363,7 +1361,7 @@ impl Socket {
             let rejoin = ch.ever_joined;
             ch.ever_joined = true;
             let buffered = ch.take_buffer();
-            let (topic, join_ref) = (ch.topic.clone(), ch.join_ref_str());
+            let (topic, join_ref) = (ch.topic.clone(), ch.join_ref_number());
             self.events.push_back(Event::Joined {
                 channel: id,
                 response,
@@ -1371,13 +1369,13 @@ impl Socket {
             });
             for b in buffered {
                 self.buffered -= 1;
-                let msg = Message::new(
-                    join_ref.clone(),
-                    Some(ref_str(b.ref_)),
-                    topic.clone(),
-                    b.event,
-                    b.payload,
-                );
+                let msg = Outgoing {
+                    join_ref,
+                    ref_: b.ref_,
+                    topic: &topic,
+                    event: &b.event,
+                    payload: &b.payload,
+                };
                 match (self.encode(&msg), b.timeout) {
                     (Ok(frame), None) => {
                         self.note_cast(b.ref_);
@@ -1749,10 +1747,6 @@ impl Socket {
             });
         }
     }
-}
-
-fn ref_str(r: u64) -> ByteStr {
-    ByteStr::from(r.to_string())
 }
 
 /// Parses a ref this socket minted: decimal digits, no sign, no leading zero.

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{DecodeError, EncodeError, Message};
+use super::{DecodeError, Digits, EncodeError, Message, Outgoing};
 use crate::payload::{ByteStr, Payload};
 
 const KIND_PUSH: u8 = 0;
@@ -45,6 +45,21 @@ pub(crate) fn encode_client_push(msg: &Message) -> Result<Bytes, EncodeError> {
         &[
             ("join_ref", opt(msg.join_ref.as_ref())),
             ("ref", opt(msg.ref_.as_ref())),
+            ("topic", msg.topic.as_bytes()),
+            ("event", msg.event.as_bytes()),
+        ],
+        msg.payload.as_bytes(),
+    )
+}
+
+/// [`encode_client_push`] of an [`Outgoing`] message.
+pub(crate) fn encode_outgoing_push(msg: &Outgoing<'_>) -> Result<Bytes, EncodeError> {
+    let join_ref = msg.join_ref.map(Digits::new);
+    write(
+        KIND_PUSH,
+        &[
+            ("join_ref", join_ref.as_ref().map_or(&[], Digits::as_bytes)),
+            ("ref", Digits::new(msg.ref_).as_bytes()),
             ("topic", msg.topic.as_bytes()),
             ("event", msg.event.as_bytes()),
         ],

@@ -484,8 +484,26 @@ fn hex4(digits: &[u8]) -> Option<u32> {
 /// serde_json does): `"` and `\`, the short forms `\b \f \n \r \t`, other control characters as
 /// `\u00xx` in lowercase hex; everything else verbatim.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_bytes_str(out, s.as_bytes());
+}
+
+/// The length of `bytes` written by [`write_bytes_str`], quotes included.
+pub(crate) fn str_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .map(|&b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+        + 2
+}
+
+/// [`write_str`] for text held as bytes (a [`crate::ByteStr`]'s, known to be UTF-8): escaping
+/// only ever looks at ASCII bytes, so the text need not be checked again to be written.
+pub(crate) fn write_bytes_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
-    let bytes = s.as_bytes();
     let mut plain_from = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {

@@ -155,6 +155,69 @@ impl Message {
     }
 }
 
+/// A message the client is about to send, with its refs still the socket's numbers: what the
+/// core hands to [`Serializer::encode_outgoing`], so that a format can write the refs' digits
+/// straight into the frame instead of allocating a string for each.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The join ref of the channel instance the message belongs to, if any.
+    pub join_ref: Option<u64>,
+    /// The message ref (every message the client sends has one).
+    pub ref_: u64,
+    /// The channel topic, or `phoenix` for socket-level messages.
+    pub topic: &'a ByteStr,
+    /// The event name.
+    pub event: &'a str,
+    /// The payload.
+    pub payload: &'a Payload,
+}
+
+impl Outgoing<'_> {
+    /// The same message as a [`Message`], refs as decimal strings.
+    pub fn to_message(&self) -> Message {
+        let digits = |r: u64| ByteStr::from(Digits::new(r).as_str());
+        Message::new(
+            self.join_ref.map(digits),
+            Some(digits(self.ref_)),
+            self.topic.clone(),
+            self.event,
+            self.payload.clone(),
+        )
+    }
+}
+
+/// A ref's decimal digits, on the stack.
+pub(crate) struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    pub(crate) fn new(mut n: u64) -> Self {
+        let mut buf = [b'0'; 20];
+        let mut start = buf.len();
+        // u64::MAX has 20 digits, so `start` stays in bounds; `n % 10` is a digit.
+        #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Self { buf, start }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
 /// The client's half of a wire format: encodes what a client sends and decodes what a server
 /// sends. Implement it to plug in a custom format, and give it to
 /// [`ConfigBuilder::serializer`](crate::ConfigBuilder::serializer).
@@ -203,6 +266,16 @@ pub trait Serializer: fmt::Debug + Send + Sync {
     /// [`EncodeError`] when the message cannot be represented (a binary field over 255 bytes, a
     /// binary payload in a text-only format).
     fn encode(&self, msg: &Message) -> Result<Frame, EncodeError>;
+
+    /// Encodes a message the client sends, its refs given as numbers: how the core encodes
+    /// everything it sends. By default [`Serializer::encode`] of [`Outgoing::to_message`]; the
+    /// bundled formats write the frame directly, with no allocation but the frame's.
+    ///
+    /// # Errors
+    /// As [`Serializer::encode`].
+    fn encode_outgoing(&self, msg: &Outgoing<'_>) -> Result<Frame, EncodeError> {
+        self.encode(&msg.to_message())
+    }
 
     /// Decodes a server-to-client frame.
     ///

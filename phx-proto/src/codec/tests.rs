@@ -523,6 +523,20 @@ proptest! {
     }
 
     #[test]
+    fn outgoing_messages_encode_as_the_same_message_does(
+        join_ref in proptest::option::of(any::<u64>()), ref_ in any::<u64>(),
+        topic in arb_str(300), event in arb_str(300), payload in arb_payload(),
+    ) {
+        let topic = ByteStr::from(topic.as_str());
+        let out = Outgoing { join_ref, ref_, topic: &topic, event: &event, payload: &payload };
+        let msg = out.to_message();
+        prop_assert_eq!(msg.ref_.as_ref().map(ToString::to_string), Some(ref_.to_string()));
+        prop_assert_eq!(msg.join_ref.as_ref().map(ToString::to_string), join_ref.map(|r| r.to_string()));
+        prop_assert_eq!(V2Json.encode_outgoing(&out), V2Json.encode(&msg));
+        prop_assert_eq!(V1Json.encode_outgoing(&out), V1Json.encode(&msg));
+    }
+
+    #[test]
     fn v2_server_messages_round_trip(
         join_ref in opt_field(), ref_ in opt_field(), topic in arb_field(),
         event in arb_field(), status in proptest::option::of(arb_field()), payload in arb_payload(),

@@ -4,8 +4,9 @@ use bytes::Bytes;
 
 use super::json::{self, Scanner};
 use super::{
-    DecodeError, EncodeError, Frame, Message, PHX_REPLY, Serializer, ServerSerializer, key_name,
-    opt_string_field, reply_fields, string_field, write_opt_str, write_reply_payload,
+    DecodeError, Digits, EncodeError, Frame, Message, Outgoing, PHX_REPLY, Serializer,
+    ServerSerializer, key_name, opt_string_field, reply_fields, string_field, write_opt_str,
+    write_reply_payload,
 };
 use crate::payload::{ByteStr, Payload};
 
@@ -111,6 +112,30 @@ fn decode_object(frame: &Bytes, replies: bool) -> Result<Message, DecodeError> {
 impl Serializer for V1Json {
     fn vsn(&self) -> &str {
         Self::VSN
+    }
+
+    fn encode_outgoing(&self, msg: &Outgoing<'_>) -> Result<Frame, EncodeError> {
+        if msg.payload.is_binary() {
+            return Err(EncodeError::BinaryUnsupported {
+                serializer: Self::NAME,
+            });
+        }
+        let payload = msg.payload.as_bytes();
+        let mut out = Vec::with_capacity(payload.len() + msg.topic.len() + msg.event.len() + 100);
+        out.extend_from_slice(b"{\"topic\":");
+        json::write_bytes_str(&mut out, msg.topic.as_bytes());
+        out.extend_from_slice(b",\"event\":");
+        json::write_bytes_str(&mut out, msg.event.as_bytes());
+        out.extend_from_slice(b",\"payload\":");
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b",\"ref\":");
+        json::write_bytes_str(&mut out, Digits::new(msg.ref_).as_bytes());
+        if let Some(join_ref) = msg.join_ref {
+            out.extend_from_slice(b",\"join_ref\":");
+            json::write_bytes_str(&mut out, Digits::new(join_ref).as_bytes());
+        }
+        out.push(b'}');
+        Ok(Frame::Text(Bytes::from(out)))
     }
 
     fn encode(&self, msg: &Message) -> Result<Frame, EncodeError> {

@@ -4,8 +4,9 @@ use bytes::Bytes;
 
 use super::json::{self, Scanner};
 use super::{
-    DecodeError, EncodeError, Frame, Message, PHX_REPLY, Serializer, ServerSerializer, binary,
-    opt_string_field, reply_fields, string_field, write_opt_str, write_reply_payload,
+    DecodeError, Digits, EncodeError, Frame, Message, Outgoing, PHX_REPLY, Serializer,
+    ServerSerializer, binary, opt_string_field, reply_fields, string_field, write_opt_str,
+    write_reply_payload,
 };
 use crate::payload::{ByteStr, Payload};
 
@@ -174,9 +175,50 @@ fn encode_text(
     Bytes::from(out)
 }
 
+/// [`encode_text`] of an [`Outgoing`] message: the refs' digits and the fields written
+/// straight into a buffer of the frame's exact size.
+fn encode_outgoing_text(msg: &Outgoing<'_>) -> Bytes {
+    let join_ref = msg.join_ref.map(Digits::new);
+    let ref_ = Digits::new(msg.ref_);
+    let (topic, event) = (msg.topic.as_bytes(), msg.event.as_bytes());
+    let payload = msg.payload.as_bytes();
+    let len = 2
+        + 4
+        + join_ref.as_ref().map_or(4, |d| d.as_bytes().len() + 2)
+        + ref_.as_bytes().len()
+        + 2
+        + json::str_len(topic)
+        + json::str_len(event)
+        + payload.len();
+    let mut out = Vec::with_capacity(len);
+    out.push(b'[');
+    match &join_ref {
+        Some(d) => json::write_bytes_str(&mut out, d.as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b',');
+    json::write_bytes_str(&mut out, ref_.as_bytes());
+    out.push(b',');
+    json::write_bytes_str(&mut out, topic);
+    out.push(b',');
+    json::write_bytes_str(&mut out, event);
+    out.push(b',');
+    out.extend_from_slice(payload);
+    out.push(b']');
+    debug_assert_eq!(out.len(), len);
+    Bytes::from(out)
+}
+
 impl Serializer for V2Json {
     fn vsn(&self) -> &str {
         Self::VSN
+    }
+
+    fn encode_outgoing(&self, msg: &Outgoing<'_>) -> Result<Frame, EncodeError> {
+        if msg.payload.is_binary() {
+            return binary::encode_outgoing_push(msg).map(Frame::Binary);
+        }
+        Ok(Frame::Text(encode_outgoing_text(msg)))
     }
 
     fn encode(&self, msg: &Message) -> Result<Frame, EncodeError> {
