@@ -399,7 +399,7 @@ impl<R: Runtime> Builder<R> {
             seed,
         );
         let shared = Arc::new(Shared {
-            commands: tx,
+            commands: Mutex::new(tx),
             direct: driver.direct(),
             registry,
             event_capacity,
@@ -469,7 +469,7 @@ fn random_seed() -> u64 {
 /// State shared by every handle of one socket. The driver does not hold it (it would keep the
 /// command channel open): it shares only the [`Registry`].
 pub(crate) struct Shared {
-    pub(crate) commands: mpsc::Sender<Command>,
+    commands: Mutex<mpsc::Sender<Command>>,
     /// The shortcut into the driver when it is idle; weak, so that it does not keep the
     /// driver's state alive after the driver ends.
     pub(crate) direct: Weak<dyn Direct>,
@@ -477,6 +477,14 @@ pub(crate) struct Shared {
     pub(crate) event_capacity: usize,
     pub(crate) channel_capacity: usize,
     pub(crate) url: String,
+}
+
+impl Shared {
+    /// The command queue's shared sender.
+    fn commands(&self) -> std::sync::MutexGuard<'_, mpsc::Sender<Command>> {
+        // A sender has no state a panic could leave half-updated.
+        self.commands.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Subscribers to socket events, shared by the handles (which add them) and the driver (which
@@ -561,19 +569,28 @@ impl<R: Runtime + Default> Socket<R> {
 
 impl<R> Socket<R> {
     async fn send(&self, command: Command) -> Result<(), SocketClosed> {
-        let command = match self.shared.direct.upgrade() {
+        let mut command = match self.shared.direct.upgrade() {
             Some(direct) => match direct.try_apply(command) {
                 Ok(()) => return Ok(()),
                 Err(command) => command,
             },
             None => command,
         };
-        self.shared
-            .commands
-            .clone()
-            .send(command)
-            .await
-            .map_err(|_| SocketClosed)
+        // The shared sender takes the command unless the queue is over its bound; only then
+        // does this caller wait, on a sender of its own (cloning one per command would cost an
+        // allocation and four atomic operations each time).
+        let mut own = {
+            let mut shared = self.shared.commands();
+            match shared.try_send(command) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_disconnected() => return Err(SocketClosed),
+                Err(e) => {
+                    command = e.into_inner();
+                    shared.clone()
+                }
+            }
+        };
+        own.send(command).await.map_err(|_| SocketClosed)
     }
 
     async fn ask<T>(
@@ -685,7 +702,7 @@ impl<R> Socket<R> {
 
     /// Whether the driver has stopped.
     pub fn is_closed(&self) -> bool {
-        self.shared.commands.is_closed()
+        self.shared.commands().is_closed()
     }
 }
 

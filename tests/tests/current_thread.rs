@@ -96,3 +96,30 @@ fn disconnect_then_connect_in_one_batch_both_resolve() {
         assert!(lobby.push("ping", &json!({})).await.unwrap().is_ok());
     });
 }
+
+/// More pushes issued together than the command queue holds (1,024), all queued before the
+/// driver runs: the callers past the bound wait on senders of their own, and every push is
+/// answered, in order.
+#[test]
+fn more_pushes_at_once_than_the_command_queue_holds_are_all_answered() {
+    current_thread().block_on(async {
+        let h = BackgroundServer::start(ServerConfig::default());
+        let socket = Socket::builder(&h.url())
+            .secret_param("token", "secret")
+            .connect()
+            .await
+            .unwrap();
+        let (room, _) = socket.channel("room:many").join().await.unwrap();
+        let payloads: Vec<_> = (0..3000u32).map(|i| json!({ "i": i })).collect();
+        let pushes = payloads.iter().map(|p| room.push("ping", p));
+        let replies = futures::future::join_all(pushes).await;
+        for (i, reply) in (0u32..).zip(replies) {
+            let reply = reply.unwrap();
+            assert!(reply.is_ok());
+            assert_eq!(
+                reply.decode::<serde_json::Value>().unwrap(),
+                json!({ "i": i })
+            );
+        }
+    });
+}
