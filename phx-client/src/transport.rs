@@ -75,8 +75,10 @@ pub(crate) fn close_frame(frame: Option<CloseFrame>) -> CloseReason {
 /// A core frame as a WebSocket message. The codec only produces UTF-8 text.
 pub(crate) fn to_ws(frame: Frame) -> WsMessage {
     match frame {
-        Frame::Text(bytes) => match tungstenite::Utf8Bytes::try_from(bytes.clone()) {
-            Ok(text) => WsMessage::Text(text),
+        // Checked before the conversion (which checks again) rather than converting a clone:
+        // cloning a frame's `Bytes` may allocate.
+        Frame::Text(bytes) => match std::str::from_utf8(&bytes) {
+            Ok(_) => WsMessage::Text(tungstenite::Utf8Bytes::try_from(bytes).unwrap_or_default()),
             // Only a custom serializer can get here; never send invalid UTF-8 as text.
             Err(_) => WsMessage::text(String::from_utf8_lossy(&bytes).into_owned()),
         },
