@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::payload::{ByteStr, Payload};
 use crate::presence::Presence;
+use crate::push::parse_ref;
 use crate::timer::TimerHandle;
 
 /// Names a channel of a [`crate::Socket`]. `Copy`; holds a slot index and a generation, so an id
@@ -127,12 +128,9 @@ impl Channel {
 
     /// Whether `join_ref` (as received) names this channel's current join: exactly the decimal
     /// string it was sent as (no sign, no leading zero), as phoenix.js compares strings.
-    pub(crate) fn is_current(&self, join_ref: &str) -> bool {
-        self.join_ref.is_some_and(|r| {
-            !join_ref.starts_with('0')
-                && join_ref.bytes().all(|b| b.is_ascii_digit())
-                && join_ref.parse::<u64>().ok() == Some(r.get())
-        })
+    pub(crate) fn is_current(&self, join_ref: &ByteStr) -> bool {
+        self.join_ref
+            .is_some_and(|r| parse_ref(join_ref) == Some(r.get()))
     }
 
     /// The ref of the join in flight, if any.

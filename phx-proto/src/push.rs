@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::channel::ChannelId;
+use crate::payload::ByteStr;
 use crate::timer::TimerHandle;
 
 /// Identifies a push. It is also the push's wire `ref`: the server echoes it in the reply, and
@@ -49,5 +50,46 @@ pub(crate) struct Pending {
 impl Pending {
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.timer.map(TimerHandle::at)
+    }
+}
+
+/// Parses a ref this socket minted: exactly the decimal digits it was sent as (no sign, no
+/// leading zero), as phoenix.js compares refs as strings. Read from the bytes: a ref is ASCII,
+/// so it needs no UTF-8 check first.
+pub(crate) fn parse_ref(s: &ByteStr) -> Option<u64> {
+    let digits = s.as_bytes();
+    if digits.first().is_none_or(|&d| d == b'0') {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let d = d.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_digits_a_ref_was_sent_as_parse() {
+        let parse = |s: &str| parse_ref(&ByteStr::from(s));
+        assert_eq!(parse("1"), Some(1));
+        assert_eq!(parse("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "0",
+            "01",
+            "+1",
+            "-1",
+            " 1",
+            "1 ",
+            "1.0",
+            "1e3",
+            "١",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::error::{JoinError, LeaveError, PushError};
 use crate::event::{ChannelClosed, ChannelError, DisconnectReason, Event, PushFailure, Unexpected};
 use crate::payload::{ByteStr, Payload};
 use crate::presence::{Presence, PresenceEvents};
-use crate::push::{Pending, PendingKind, PushRef};
+use crate::push::{Pending, PendingKind, PushRef, parse_ref};
 use crate::stats::{ChannelCounts, Stats};
 use crate::timer::{TimerHandle, TimerKey, Timers};
 use crate::transmit::{CloseReason, ConnectRequest, ConnectionId, Transmit};
@@ -1270,7 +1270,7 @@ impl Socket {
     fn route_reply(&mut self, msg: Message) {
         if msg.topic == PHOENIX
             && let Some((hb, sent_at)) = self.heartbeat.pending
-            && msg.ref_.as_deref().and_then(parse_ref) == Some(hb)
+            && msg.ref_.as_ref().and_then(parse_ref) == Some(hb)
         {
             let rtt = self.now.saturating_duration_since(sent_at);
             self.heartbeat.pending = None;
@@ -1283,7 +1283,7 @@ impl Socket {
             self.events.push_back(Event::Heartbeat { rtt });
             return;
         }
-        let r = msg.ref_.as_deref().and_then(parse_ref);
+        let r = msg.ref_.as_ref().and_then(parse_ref);
         let pending = r.and_then(|r| {
             let p = self.pending.get(&r)?;
             // A buffered push has its ref but was never sent: nothing can answer it yet.
@@ -1747,14 +1747,6 @@ impl Socket {
             });
         }
     }
-}
-
-/// Parses a ref this socket minted: decimal digits, no sign, no leading zero.
-fn parse_ref(s: &str) -> Option<u64> {
-    if s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// `payload`, checked if its check was deferred: the encoders copy a JSON payload's bytes as

@@ -545,10 +545,10 @@ fn reply_fields(
             offset: key_at,
         };
         match key_name(frame, key).as_deref() {
-            Some("status") if status.is_some() => return Err(dup("status")),
-            Some("status") => status = Some(string_field(s, frame, "status")?),
-            Some("response") if response.is_some() => return Err(dup("response")),
-            Some("response") => response = Some(s.value()?),
+            Some(b"status") if status.is_some() => return Err(dup("status")),
+            Some(b"status") => status = Some(string_field(s, frame, "status")?),
+            Some(b"response") if response.is_some() => return Err(dup("response")),
+            Some(b"response") => response = Some(s.value()?),
             _ => {
                 s.value()?;
             }
@@ -560,15 +560,14 @@ fn reply_fields(
     Ok((status, response))
 }
 
-/// An object key as text, unescaped if needed; `None` if it is not valid UTF-8.
-fn key_name(frame: &[u8], key: json::StrSpan) -> Option<std::borrow::Cow<'_, str>> {
+/// An object key's bytes, unescaped if needed; `None` if its escapes are malformed.
+fn key_name(frame: &[u8], key: json::StrSpan) -> Option<std::borrow::Cow<'_, [u8]>> {
     let raw = frame.get(key.start..key.end)?;
     if key.escaped {
-        json::unescape(raw).map(std::borrow::Cow::Owned)
+        json::unescape(raw).map(|k| std::borrow::Cow::Owned(k.into_bytes()))
     } else {
-        std::str::from_utf8(raw)
-            .ok()
-            .map(std::borrow::Cow::Borrowed)
+        // Compared with ASCII names only: bytes that are not UTF-8 simply match none.
+        Some(std::borrow::Cow::Borrowed(raw))
     }
 }
 

@@ -54,11 +54,11 @@ fn decode_object(frame: &Bytes, replies: bool) -> Result<Message, DecodeError> {
     let mut join_ref = None;
     s.members(|s, span, key_at| {
         let key = match key_name(frame, span).as_deref() {
-            Some("topic") => Some(Key::Topic),
-            Some("event") => Some(Key::Event),
-            Some("payload") => Some(Key::Payload),
-            Some("ref") => Some(Key::Ref),
-            Some("join_ref") => Some(Key::JoinRef),
+            Some(b"topic") => Some(Key::Topic),
+            Some(b"event") => Some(Key::Event),
+            Some(b"payload") => Some(Key::Payload),
+            Some(b"ref") => Some(Key::Ref),
+            Some(b"join_ref") => Some(Key::JoinRef),
             _ => None,
         };
         let dup = |field| DecodeError::DuplicateField {
