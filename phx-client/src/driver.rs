@@ -1,9 +1,8 @@
 //! The driver: one task that owns the core, the WebSocket and the timer, and moves bytes,
 //! commands and events between them. It holds no protocol rule: every decision is the core's.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::channel::{mpsc, oneshot};
 use futures::{Sink, Stream};
 use phx_proto::{
-    ChannelId, CloseReason, Config, ConnectionId, Event, JoinOptions, Message, Payload,
+    ChannelId, CloseReason, Config, ConnectionId, Event, IdMap, JoinOptions, Message, Payload,
     PresenceChange, PresenceEntry, PushFailure, PushRef, Stats, Transmit,
 };
 use tracing::{debug, info, trace, warn};
@@ -34,37 +33,6 @@ const READ_BATCH: usize = 256;
 const OUTBOX_HIGH: usize = 4096;
 /// Rounds per poll before yielding to the executor.
 const MAX_ROUNDS: usize = 32;
-
-/// Hashes the driver's own keys (channel ids, push refs): small integers it made itself, so a
-/// multiply-rotate is enough, and costs a fraction of SipHash on every routed message.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-}
-
-type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// What handles ask of the driver.
 pub(crate) enum Command {

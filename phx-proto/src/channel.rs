@@ -1,7 +1,7 @@
 //! Per-topic channel records, their ids and the read-only view users get.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::num::NonZeroU64;
@@ -64,7 +64,8 @@ pub(crate) struct Busy {
     join_timer: Option<TimerHandle>,
     rejoin_timer: Option<TimerHandle>,
     buffer: VecDeque<Buffered>,
-    in_flight: BTreeSet<u64>,
+    /// Refs of pushes sent and awaiting their replies, in ref order.
+    in_flight: VecDeque<u64>,
 }
 
 impl Busy {
@@ -258,12 +259,26 @@ impl Channel {
     }
 
     pub(crate) fn add_in_flight(&mut self, r: u64) {
-        self.busy_mut().in_flight.insert(r);
+        let refs = &mut self.busy_mut().in_flight;
+        // Refs are minted in order, so this is nearly always the back.
+        match refs.back() {
+            Some(&last) if last >= r => {
+                if let Err(i) = refs.binary_search(&r) {
+                    refs.insert(i, r);
+                }
+            }
+            _ => refs.push_back(r),
+        }
     }
 
     pub(crate) fn remove_in_flight(&mut self, r: u64) {
         if let Some(b) = self.busy.as_mut() {
-            b.in_flight.remove(&r);
+            // Replies mostly come in order, so this is nearly always the front.
+            if b.in_flight.front() == Some(&r) {
+                b.in_flight.pop_front();
+            } else if let Ok(i) = b.in_flight.binary_search(&r) {
+                b.in_flight.remove(i);
+            }
         }
         self.tidy();
     }

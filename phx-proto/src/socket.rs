@@ -1,6 +1,6 @@
 //! [`Socket`]: the sans-IO Phoenix client state machine.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use crate::codec::{DecodeError, EncodeError, Frame, Message, Outgoing};
 use crate::config::{Config, ConfigError, Endpoint, Param};
 use crate::error::{JoinError, LeaveError, PushError};
 use crate::event::{ChannelClosed, ChannelError, DisconnectReason, Event, PushFailure, Unexpected};
+use crate::id_map::IdMap;
 use crate::payload::{ByteStr, Payload};
 use crate::presence::{Presence, PresenceEvents};
 use crate::push::{Pending, PendingKind, PushRef, parse_ref};
@@ -155,7 +156,7 @@ pub struct Socket {
     topics: TopicIndex,
     /// Channels whose leave is in flight; no longer in `topics`, so a new join may take the topic.
     leaving: Vec<ChannelId>,
-    pending: BTreeMap<u64, Pending>,
+    pending: IdMap<u64, Pending>,
     pending_user: usize,
     buffered: usize,
     timers: Timers,
@@ -194,7 +195,7 @@ impl Socket {
             channels: Slab::default(),
             topics: TopicIndex::default(),
             leaving: Vec::new(),
-            pending: BTreeMap::new(),
+            pending: IdMap::default(),
             pending_user: 0,
             buffered: 0,
             timers: Timers::default(),
