@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures::channel::{mpsc, oneshot};
+use futures::channel::mpsc;
 use futures::{Sink, Stream};
 use phx_proto::{
     ChannelId, CloseReason, Config, ConnectionId, Event, IdMap, JoinOptions, Message, Payload,
@@ -22,6 +22,7 @@ use tungstenite::{Error as WsError, Message as WsMessage};
 
 use crate::error::{ConnectError, JoinError, LeaveError, PushError};
 use crate::inbox::{self, Batch, Inbox};
+use crate::oneshot;
 use crate::runtime::Runtime;
 use crate::socket::{ChannelShared, Credentials, ExtraSubs, Options, Registry, Reply, Subscriber};
 use crate::tls::TlsConnector;

@@ -34,6 +34,7 @@
 mod driver;
 mod error;
 mod inbox;
+mod oneshot;
 mod runtime;
 mod socket;
 mod tls;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::SinkExt;
-use futures::channel::{mpsc, oneshot};
+use futures::channel::mpsc;
 use phx_proto::{
     Backoff, ByteStr, ChannelId, Config, ConfigBuilder, ConfigError, Event, JoinOptions, Message,
     Payload, PayloadError, PresenceChange, PresenceEntry, PresenceEvents, Serializer, Stats,
@@ -23,6 +23,7 @@ use tungstenite::protocol::WebSocketConfig;
 use crate::driver::{Command, Direct, Driver};
 use crate::error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};
 use crate::inbox::{self, Inbox, Receiver, Source};
+use crate::oneshot;
 use crate::runtime::Runtime;
 use crate::tls::TlsOptions;
 
