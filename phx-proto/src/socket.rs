@@ -10,10 +10,9 @@ use crate::codec::{DecodeError, EncodeError, Frame, Message, Outgoing};
 use crate::config::{Config, ConfigError, Endpoint, Param};
 use crate::error::{JoinError, LeaveError, PushError};
 use crate::event::{ChannelClosed, ChannelError, DisconnectReason, Event, PushFailure, Unexpected};
-use crate::id_map::IdMap;
 use crate::payload::{ByteStr, Payload};
 use crate::presence::{Presence, PresenceEvents};
-use crate::push::{Pending, PendingKind, PushRef, parse_ref};
+use crate::push::{Pending, PendingKind, PendingTable, PushRef, parse_ref};
 use crate::stats::{ChannelCounts, Stats};
 use crate::timer::{TimerHandle, TimerKey, Timers};
 use crate::transmit::{CloseReason, ConnectRequest, ConnectionId, Transmit};
@@ -156,7 +155,7 @@ pub struct Socket {
     topics: TopicIndex,
     /// Channels whose leave is in flight; no longer in `topics`, so a new join may take the topic.
     leaving: Vec<ChannelId>,
-    pending: IdMap<u64, Pending>,
+    pending: PendingTable,
     pending_user: usize,
     buffered: usize,
     timers: Timers,
@@ -195,7 +194,7 @@ impl Socket {
             channels: Slab::default(),
             topics: TopicIndex::default(),
             leaving: Vec::new(),
-            pending: IdMap::default(),
+            pending: PendingTable::default(),
             pending_user: 0,
             buffered: 0,
             timers: Timers::default(),
@@ -330,8 +329,8 @@ impl Socket {
         }
         let users = self
             .pending
-            .values()
-            .filter(|p| matches!(p.kind, PendingKind::User { .. }))
+            .iter()
+            .filter(|(_, p)| matches!(p.kind, PendingKind::User { .. }))
             .count();
         if users != self.pending_user {
             return Err(format!(
@@ -339,7 +338,7 @@ impl Socket {
                 self.pending_user
             ));
         }
-        for (r, p) in &self.pending {
+        for (r, p) in self.pending.iter() {
             if matches!(
                 p.kind,
                 PendingKind::User { .. } | PendingKind::Leave | PendingKind::Join
@@ -477,8 +476,7 @@ impl Socket {
             });
         }
         // Join cancellations and anything else tied to the closed connection.
-        let rest = std::mem::take(&mut self.pending);
-        for (_, p) in rest {
+        for (_, p) in self.pending.take_all() {
             self.timers.cancel(p.timer);
         }
     }
