@@ -29,6 +29,24 @@ impl<T> Slot<T> {
         // Every step leaves the state whole; a panic elsewhere cannot leave it half-written.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The sender's last step: `Some(value)` is sent, `None` cancels; either wakes a waiting
+    /// receiver. Hands the value back if the receiver is gone.
+    fn finish(&self, value: Option<T>) -> Option<T> {
+        let waker = {
+            let mut state = self.lock();
+            let State::Waiting(waker) = &mut *state else {
+                return value;
+            };
+            let waker = waker.take();
+            *state = value.map_or(State::Closed, State::Sent);
+            waker
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        None
+    }
 }
 
 /// Answers once.
@@ -46,45 +64,17 @@ pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
 impl<T> Sender<T> {
     /// Hands `value` to the receiver; gives it back if the receiver is gone.
     pub(crate) fn send(mut self, value: T) -> Result<(), T> {
-        let Some(slot) = self.0.take() else {
-            return Err(value);
-        };
-        let waker = {
-            let mut state = slot.lock();
-            match &mut *state {
-                State::Waiting(waker) => {
-                    let waker = waker.take();
-                    *state = State::Sent(value);
-                    waker
-                }
-                State::Sent(_) | State::Closed => return Err(value),
-            }
-        };
-        if let Some(w) = waker {
-            w.wake();
+        match self.0.take() {
+            Some(slot) => slot.finish(Some(value)).map_or(Ok(()), Err),
+            None => Err(value),
         }
-        Ok(())
     }
 }
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let Some(slot) = self.0.take() else {
-            return;
-        };
-        let waker = {
-            let mut state = slot.lock();
-            match &mut *state {
-                State::Waiting(waker) => {
-                    let waker = waker.take();
-                    *state = State::Closed;
-                    waker
-                }
-                State::Sent(_) | State::Closed => None,
-            }
-        };
-        if let Some(w) = waker {
-            w.wake();
+        if let Some(slot) = self.0.take() {
+            slot.finish(None);
         }
     }
 }

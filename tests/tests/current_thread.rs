@@ -21,6 +21,15 @@ fn current_thread() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A socket connected to `h` with the test server's credentials.
+async fn connect(h: &BackgroundServer) -> Socket {
+    Socket::builder(&h.url())
+        .secret_param("token", "secret")
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// Floods `n` broadcasts to a reader that reads as fast as it can, on a stream of `capacity`
 /// (phx's default with `None`); returns what it received and what was reported lost.
 fn flood(n: u64, capacity: Option<usize>) -> (u64, u64) {
@@ -74,11 +83,7 @@ fn a_small_stream_is_not_overrun_either() {
 fn disconnect_then_connect_in_one_batch_both_resolve() {
     current_thread().block_on(async {
         let h = BackgroundServer::start(ServerConfig::default());
-        let socket = Socket::builder(&h.url())
-            .secret_param("token", "secret")
-            .connect()
-            .await
-            .unwrap();
+        let socket = connect(&h).await;
         let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
         let pending =
             lobby.push_payload("noreply", Payload::empty(), Some(Duration::from_secs(10)));
@@ -104,11 +109,7 @@ fn disconnect_then_connect_in_one_batch_both_resolve() {
 fn more_pushes_at_once_than_the_command_queue_holds_are_all_answered() {
     current_thread().block_on(async {
         let h = BackgroundServer::start(ServerConfig::default());
-        let socket = Socket::builder(&h.url())
-            .secret_param("token", "secret")
-            .connect()
-            .await
-            .unwrap();
+        let socket = connect(&h).await;
         let (room, _) = socket.channel("room:many").join().await.unwrap();
         let payloads: Vec<_> = (0..3000u32).map(|i| json!({ "i": i })).collect();
         let pushes = payloads.iter().map(|p| room.push("ping", p));

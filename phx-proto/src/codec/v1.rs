@@ -120,22 +120,14 @@ impl Serializer for V1Json {
                 serializer: Self::NAME,
             });
         }
-        let payload = msg.payload.as_bytes();
-        let mut out = Vec::with_capacity(payload.len() + msg.topic.len() + msg.event.len() + 100);
-        out.extend_from_slice(b"{\"topic\":");
-        json::write_bytes_str(&mut out, msg.topic.as_bytes());
-        out.extend_from_slice(b",\"event\":");
-        json::write_bytes_str(&mut out, msg.event.as_bytes());
-        out.extend_from_slice(b",\"payload\":");
-        out.extend_from_slice(payload);
-        out.extend_from_slice(b",\"ref\":");
-        json::write_bytes_str(&mut out, Digits::new(msg.ref_).as_bytes());
-        if let Some(join_ref) = msg.join_ref {
-            out.extend_from_slice(b",\"join_ref\":");
-            json::write_bytes_str(&mut out, Digits::new(join_ref).as_bytes());
-        }
-        out.push(b'}');
-        Ok(Frame::Text(Bytes::from(out)))
+        let join_ref = msg.join_ref.map(Digits::new);
+        Ok(Frame::Text(encode_client(
+            msg.topic.as_bytes(),
+            msg.event.as_bytes(),
+            msg.payload.as_bytes(),
+            Some(Digits::new(msg.ref_).as_bytes()),
+            join_ref.as_ref().map(Digits::as_bytes),
+        )))
     }
 
     fn encode(&self, msg: &Message) -> Result<Frame, EncodeError> {
@@ -147,22 +139,13 @@ impl Serializer for V1Json {
                 serializer: Self::NAME,
             });
         }
-        let payload = msg.payload.as_bytes();
-        let mut out = Vec::with_capacity(payload.len() + msg.topic.len() + msg.event.len() + 80);
-        out.extend_from_slice(b"{\"topic\":");
-        json::write_str(&mut out, &msg.topic);
-        out.extend_from_slice(b",\"event\":");
-        json::write_str(&mut out, &msg.event);
-        out.extend_from_slice(b",\"payload\":");
-        out.extend_from_slice(payload);
-        out.extend_from_slice(b",\"ref\":");
-        write_opt_str(&mut out, msg.ref_.as_ref());
-        if let Some(join_ref) = &msg.join_ref {
-            out.extend_from_slice(b",\"join_ref\":");
-            json::write_str(&mut out, join_ref);
-        }
-        out.push(b'}');
-        Ok(Frame::Text(Bytes::from(out)))
+        Ok(Frame::Text(encode_client(
+            msg.topic.as_bytes(),
+            msg.event.as_bytes(),
+            msg.payload.as_bytes(),
+            msg.ref_.as_ref().map(ByteStr::as_bytes),
+            msg.join_ref.as_ref().map(ByteStr::as_bytes),
+        )))
     }
 
     fn decode(&self, frame: &Frame) -> Result<Message, DecodeError> {
@@ -176,6 +159,34 @@ impl Serializer for V1Json {
 }
 
 /// Writes a server frame the way Phoenix's V1 serializer does: keys sorted, never a join_ref.
+/// A client message as V1 writes it: `ref` is `null` when absent, `join_ref` left out.
+fn encode_client(
+    topic: &[u8],
+    event: &[u8],
+    payload: &[u8],
+    ref_: Option<&[u8]>,
+    join_ref: Option<&[u8]>,
+) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + topic.len() + event.len() + 100);
+    out.extend_from_slice(b"{\"topic\":");
+    json::write_bytes_str(&mut out, topic);
+    out.extend_from_slice(b",\"event\":");
+    json::write_bytes_str(&mut out, event);
+    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b",\"ref\":");
+    match ref_ {
+        Some(r) => json::write_bytes_str(&mut out, r),
+        None => out.extend_from_slice(b"null"),
+    }
+    if let Some(join_ref) = join_ref {
+        out.extend_from_slice(b",\"join_ref\":");
+        json::write_bytes_str(&mut out, join_ref);
+    }
+    out.push(b'}');
+    Bytes::from(out)
+}
+
 fn encode_server(
     ref_: Option<&ByteStr>,
     topic: &str,
