@@ -572,19 +572,30 @@ fn key_name(frame: &[u8], key: json::StrSpan) -> Option<std::borrow::Cow<'_, [u8
 }
 
 /// Writes a reply payload the way Phoenix's JSON encoder does (keys sorted).
-fn write_reply_payload(out: &mut Vec<u8>, status: &str, response: &[u8]) {
+fn write_reply_payload(out: &mut Vec<u8>, status: &[u8], response: &[u8]) {
     out.extend_from_slice(b"{\"response\":");
     out.extend_from_slice(response);
     out.extend_from_slice(b",\"status\":");
-    json::write_str(out, status);
+    json::write_bytes_str(out, status);
     out.push(b'}');
 }
 
-fn write_opt_str(out: &mut Vec<u8>, s: Option<&ByteStr>) {
+/// The length [`write_reply_payload`] writes.
+fn reply_payload_len(status: &[u8], response: &[u8]) -> usize {
+    br#"{"response":,"status":}"#.len() + response.len() + json::str_len(status)
+}
+
+/// Writes a string field, or `null`.
+fn write_opt_str(out: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
-        Some(s) => json::write_str(out, s),
+        Some(s) => json::write_bytes_str(out, s),
         None => out.extend_from_slice(b"null"),
     }
+}
+
+/// The length [`write_opt_str`] writes.
+fn opt_str_len(s: Option<&[u8]>) -> usize {
+    s.map_or(b"null".len(), json::str_len)
 }
 
 #[cfg(test)]

@@ -158,7 +158,6 @@ impl Serializer for V1Json {
     }
 }
 
-/// Writes a server frame the way Phoenix's V1 serializer does: keys sorted, never a join_ref.
 /// A client message as V1 writes it: `ref` is `null` when absent, `join_ref` left out.
 fn encode_client(
     topic: &[u8],
@@ -175,10 +174,7 @@ fn encode_client(
     out.extend_from_slice(b",\"payload\":");
     out.extend_from_slice(payload);
     out.extend_from_slice(b",\"ref\":");
-    match ref_ {
-        Some(r) => json::write_bytes_str(&mut out, r),
-        None => out.extend_from_slice(b"null"),
-    }
+    write_opt_str(&mut out, ref_);
     if let Some(join_ref) = join_ref {
         out.extend_from_slice(b",\"join_ref\":");
         json::write_bytes_str(&mut out, join_ref);
@@ -187,6 +183,7 @@ fn encode_client(
     Bytes::from(out)
 }
 
+/// Writes a server frame the way Phoenix's V1 serializer does: keys sorted, never a join_ref.
 fn encode_server(
     ref_: Option<&ByteStr>,
     topic: &str,
@@ -199,11 +196,11 @@ fn encode_server(
     json::write_str(&mut out, event);
     out.extend_from_slice(b",\"payload\":");
     match status {
-        Some(status) => write_reply_payload(&mut out, status, payload),
+        Some(status) => write_reply_payload(&mut out, status.as_bytes(), payload),
         None => out.extend_from_slice(payload),
     }
     out.extend_from_slice(b",\"ref\":");
-    write_opt_str(&mut out, ref_);
+    write_opt_str(&mut out, ref_.map(ByteStr::as_bytes));
     out.extend_from_slice(b",\"topic\":");
     json::write_str(&mut out, topic);
     out.push(b'}');
