@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use futures::{Sink, Stream};
 use phx_proto::{
-    ChannelId, CloseReason, Config, ConnectionId, Event, IdMap, JoinOptions, Message, Payload,
+    ChannelId, CloseReason, Config, ConnectionId, Event, IdTable, JoinOptions, Message, Payload,
     PresenceChange, PresenceEntry, PushFailure, PushRef, Stats, Transmit,
 };
 use tracing::{debug, info, trace, warn};
@@ -196,10 +196,10 @@ struct State<R: Runtime> {
     outbox: VecDeque<WsMessage>,
     sleep: Option<Pin<Box<R::Sleep>>>,
     sleep_at: Option<Instant>,
-    channels: IdMap<ChannelId, ChannelEntry>,
-    joins: IdMap<ChannelId, JoinReply>,
-    pushes: IdMap<PushRef, PushWaiter>,
-    leaves: IdMap<ChannelId, oneshot::Sender<Result<(), LeaveError>>>,
+    channels: IdTable<ChannelId, ChannelEntry>,
+    joins: IdTable<ChannelId, JoinReply>,
+    pushes: IdTable<PushRef, PushWaiter>,
+    leaves: IdTable<ChannelId, oneshot::Sender<Result<(), LeaveError>>>,
     disconnects: Vec<oneshot::Sender<()>>,
     connect_waiter: Option<oneshot::Sender<Result<(), ConnectError>>>,
     credentials_error: Option<String>,
@@ -251,10 +251,10 @@ impl<R: Runtime> Driver<R> {
                 outbox: VecDeque::new(),
                 sleep: None,
                 sleep_at: None,
-                channels: IdMap::default(),
-                joins: IdMap::default(),
-                pushes: IdMap::default(),
-                leaves: IdMap::default(),
+                channels: IdTable::default(),
+                joins: IdTable::default(),
+                pushes: IdTable::default(),
+                leaves: IdTable::default(),
                 disconnects: Vec::new(),
                 connect_waiter: None,
                 credentials_error: None,
@@ -951,7 +951,7 @@ impl<R: Runtime> State<R> {
                 rejoin,
             } => {
                 debug!(%channel, rejoin, "joined");
-                if let Some(tx) = self.take_join(channel) {
+                if let Some(tx) = self.joins.remove(&channel) {
                     let reply = Reply {
                         status: "ok".into(),
                         response,
@@ -1066,19 +1066,9 @@ impl<R: Runtime> State<R> {
         inbox::offer(&self.events_cache, &event, |w| self.wake.push(w));
     }
 
-    /// The waiter of a join. Thousands of joins issued at once grow the map; once they are all
-    /// answered, its memory goes back.
-    fn take_join(&mut self, channel: ChannelId) -> Option<JoinReply> {
-        let tx = self.joins.remove(&channel);
-        if self.joins.is_empty() && self.joins.capacity() > 64 {
-            self.joins.shrink_to_fit();
-        }
-        tx
-    }
-
     /// A channel's life is over: resolve its waiters and end its message streams.
     fn end_channel(&mut self, channel: ChannelId, join_error: JoinError) {
-        if let Some(tx) = self.take_join(channel) {
+        if let Some(tx) = self.joins.remove(&channel) {
             let _ = tx.send(Err(join_error));
         }
         if let Some(tx) = self.leaves.remove(&channel) {
@@ -1125,7 +1115,7 @@ impl<R: Runtime> State<R> {
         for id in ids {
             self.end_channel(id, JoinError::SocketClosed);
         }
-        for (_, PushWaiter::Reply(tx)) in self.pushes.drain() {
+        for (_, PushWaiter::Reply(tx)) in self.pushes.take_all() {
             let _ = tx.send(Err(PushError::Failed(PushFailure::Disconnected)));
         }
         self.answer_disconnects();

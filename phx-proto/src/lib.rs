@@ -59,7 +59,7 @@ pub use codec::{
 pub use config::{AUTH_TOKEN_PREFIX, Config, ConfigBuilder, ConfigError};
 pub use error::{JoinError, LeaveError, PushError};
 pub use event::{ChannelClosed, ChannelError, DisconnectReason, Event, PushFailure, Unexpected};
-pub use id_map::{IdHasher, IdMap};
+pub use id_map::{IdHasher, IdMap, IdTable};
 pub use payload::{ByteStr, Payload, PayloadError, PayloadKind};
 pub use presence::{Presence, PresenceChange, PresenceEntry, PresenceEvents};
 pub use push::PushRef;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::channel::ChannelId;
-use crate::id_map::IdMap;
+use crate::id_map::IdTable;
 use crate::payload::ByteStr;
 use crate::timer::TimerHandle;
 
@@ -54,53 +54,8 @@ impl Pending {
     }
 }
 
-/// The requests awaiting a reply, by ref: a hash map that gives its memory back. Ten thousand
-/// joins issued at once fill it; once they are answered, a table still sized for them would
-/// cost every idle channel dozens of bytes.
-#[derive(Debug, Default)]
-pub(crate) struct PendingTable(IdMap<u64, Pending>);
-
-impl PendingTable {
-    pub(crate) fn insert(&mut self, r: u64, pending: Pending) {
-        self.0.insert(r, pending);
-    }
-
-    pub(crate) fn get(&self, r: &u64) -> Option<&Pending> {
-        self.0.get(r)
-    }
-
-    pub(crate) fn get_mut(&mut self, r: &u64) -> Option<&mut Pending> {
-        self.0.get_mut(r)
-    }
-
-    pub(crate) fn remove(&mut self, r: &u64) -> Option<Pending> {
-        let pending = self.0.remove(r);
-        // Halve what is left empty once three quarters are: a table that keeps refilling to
-        // the same size (pushes in flight) is never reallocated.
-        if self.0.capacity() > 64 && self.0.len() * 4 < self.0.capacity() {
-            self.0.shrink_to(self.0.len() * 2);
-        }
-        pending
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&u64, &Pending)> {
-        self.0.iter()
-    }
-
-    /// Empties the table, memory included; returns what it held.
-    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = (u64, Pending)> {
-        std::mem::take(&mut self.0).into_iter()
-    }
-
-    #[cfg(test)]
-    fn capacity(&self) -> usize {
-        self.0.capacity()
-    }
-}
+/// The requests awaiting a reply, by ref.
+pub(crate) type PendingTable = IdTable<u64, Pending>;
 
 /// Parses a ref this socket minted: exactly the decimal digits it was sent as (no sign, no
 /// leading zero), as phoenix.js compares refs as strings. Read from the bytes: a ref is ASCII,
@@ -119,47 +74,6 @@ pub(crate) fn parse_ref(s: &ByteStr) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_pending_table_gives_memory_back_once_mostly_empty() {
-        use crate::channel::{Channel, Slab};
-        use crate::payload::Payload;
-        let channel = Slab::default().insert(Channel::new(
-            ByteStr::from("room:1"),
-            Payload::empty(),
-            1,
-            std::time::Duration::from_secs(10),
-        ));
-        let pending = || Pending {
-            channel,
-            kind: PendingKind::Join,
-            timer: None,
-        };
-        let mut table = PendingTable::default();
-        for r in 0..10_000 {
-            table.insert(r, pending());
-        }
-        let full = table.capacity();
-        for r in 0..9_990 {
-            assert!(table.remove(&r).is_some());
-        }
-        assert_eq!(table.len(), 10);
-        assert!(
-            table.capacity() <= 64,
-            "{} of {full} kept",
-            table.capacity()
-        );
-        // 100 in flight, the oldest answered as each new one goes out: never reallocated.
-        for r in 10_000..10_090 {
-            table.insert(r, pending());
-        }
-        let steady = table.capacity();
-        for r in 10_090..20_000 {
-            table.insert(r, pending());
-            assert!(table.remove(&(r - 100)).is_some());
-            assert_eq!(table.capacity(), steady);
-        }
-    }
 
     #[test]
     fn only_the_digits_a_ref_was_sent_as_parse() {
