@@ -28,8 +28,16 @@ use crate::socket::{ChannelShared, Credentials, ExtraSubs, Options, Registry, Re
 use crate::tls::TlsConnector;
 use crate::transport;
 
-/// Frames read per round before the driver looks at commands and timers again.
-const READ_BATCH: usize = 256;
+/// Frames read per round, at most, before the driver looks at commands and timers again and
+/// hands what it read to the consumers. Each hand-over may wake a consumer, a system call and
+/// often a hop to another core, so a flood is handed over in large batches; a round reads at
+/// most a quarter of a channel's stream capacity, so a consumer on another thread that keeps up
+/// within three rounds loses nothing.
+const READ_BATCH: usize = 1024;
+/// Frames read per turn, at most, before the driver yields to the executor.
+const TURN_READS: usize = 8192;
+/// Commands carried out per round, at most.
+const COMMAND_BATCH: usize = 256;
 /// Frames waiting for the socket above which user commands wait (backpressure on callers).
 const OUTBOX_HIGH: usize = 4096;
 /// Rounds per poll before yielding to the executor.
@@ -404,11 +412,13 @@ impl<R: Runtime> State<R> {
             .get_or_insert_with(|| self.rt.shares_thread());
         // A reader on the same thread only runs once the driver yields: reading more than its
         // stream holds in one go would overrun it.
+        let quarter = (self.options.channel_capacity / 4).max(1);
         let mut reads_left = if shares_thread {
-            (self.options.channel_capacity / 4).clamp(1, MAX_ROUNDS * READ_BATCH)
+            quarter.min(TURN_READS)
         } else {
-            MAX_ROUNDS * READ_BATCH
+            TURN_READS
         };
+        let read_batch = quarter.min(READ_BATCH);
         // The connection whose stream last returned `Pending` in this turn: it holds our waker,
         // so polling it again before the turn ends would only repeat a read that finds
         // nothing (a `recv` system call each time on async-io).
@@ -422,7 +432,7 @@ impl<R: Runtime> State<R> {
             let mut timers = Timers::Fire;
             let current = self.conn.as_ref().map(|c| c.id);
             if current.is_none() || current != read_waiting {
-                let limit = reads_left.min(READ_BATCH);
+                let limit = reads_left.min(read_batch);
                 let (read, ended, waiting) = self.poll_read(cx, limit);
                 reads_left -= read;
                 progress |= read > 0 || ended;
@@ -597,7 +607,7 @@ impl<R: Runtime> State<R> {
             return (false, false);
         }
         let mut progress = false;
-        for _ in 0..READ_BATCH {
+        for _ in 0..COMMAND_BATCH {
             match Pin::new(&mut self.commands).poll_next(cx) {
                 Poll::Ready(Some(cmd)) => {
                     progress = true;
