@@ -234,6 +234,9 @@ impl<R: Runtime> Builder<R> {
     /// Messages kept for a channel's reader (4096 per stream). When a reader falls further
     /// behind, new messages are dropped and counted, and the stream yields
     /// [`crate::Lagged`]`(n)` where they were lost; the socket itself never waits for a reader.
+    /// Messages are handed to readers in batches of at most a quarter of this capacity (up to
+    /// 1,024 frames read at a time), so a reader that takes each batch before three more arrive
+    /// loses nothing.
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
         self.options.channel_capacity = capacity;
         self
