@@ -219,6 +219,10 @@ struct State<R: Runtime> {
     /// Messages for `batch_channel`'s stream, queued in one go by `flush_messages`.
     batch: Batch<Message>,
     batch_channel: Option<ChannelId>,
+    /// Whether the last read found the connection with nothing more to read (or none open).
+    read_dry: bool,
+    /// Channels handed a batch since the connection last ran dry; told it has once it does.
+    unsettled: Vec<ChannelId>,
     shutting_down: bool,
     /// Whether the runtime runs the driver on the application's thread (asked once, from
     /// inside the runtime).
@@ -272,6 +276,8 @@ impl<R: Runtime> Driver<R> {
                 arena: transport::FrameArena::default(),
                 batch: Batch::default(),
                 batch_channel: None,
+                read_dry: true,
+                unsettled: Vec::new(),
                 shutting_down: false,
                 shares_thread: None,
                 waker: None,
@@ -512,6 +518,7 @@ impl<R: Runtime> State<R> {
                 }
             }
         }
+        self.read_dry = read < limit;
         if let Some((id, reason)) = ended {
             self.arena.release();
             if self.conn.as_ref().is_some_and(|c| c.id == id) {
@@ -819,7 +826,7 @@ impl<R: Runtime> State<R> {
     /// Carries out the core's transmits and dispatches its events; whether there were any.
     fn process_outputs(&mut self) -> bool {
         let any = self.drain_outputs();
-        self.flush_messages();
+        self.flush_messages(self.read_dry);
         any
     }
 
@@ -872,7 +879,7 @@ impl<R: Runtime> State<R> {
                 Event::Message { channel, message } => self.deliver(channel, message),
                 other => {
                     // Messages before the event reach their streams before it.
-                    self.flush_messages();
+                    self.flush_messages(false);
                     self.dispatch(other);
                 }
             }
@@ -887,7 +894,7 @@ impl<R: Runtime> State<R> {
         match &event {
             Event::Message { channel, message } => {
                 self.deliver(*channel, message.clone());
-                self.flush_messages();
+                self.flush_messages(self.read_dry);
                 return;
             }
             Event::Presence { channel, change } => {
@@ -1011,7 +1018,7 @@ impl<R: Runtime> State<R> {
     /// wake-up), moved rather than cloned.
     fn deliver(&mut self, channel: ChannelId, mut message: Message) {
         if self.batch_channel != Some(channel) {
-            self.flush_messages();
+            self.flush_messages(false);
         }
         let Some(entry) = self.channels.get_mut(&channel) else {
             return;
@@ -1036,18 +1043,33 @@ impl<R: Runtime> State<R> {
         self.batch.push(message);
     }
 
-    /// Queues the batched messages on their channel's stream.
-    fn flush_messages(&mut self) {
-        let Some(channel) = self.batch_channel.take() else {
-            return;
-        };
-        match self.channels.get(&channel) {
-            Some(entry) => {
-                if let Some(w) = entry.shared.inbox.push_batch(&mut self.batch) {
+    /// Queues the batched messages on their channel's stream. `settled`: the connection has
+    /// nothing more to read for now, so buffers sized for a burst may go back.
+    fn flush_messages(&mut self, settled: bool) {
+        if let Some(channel) = self.batch_channel.take() {
+            match self.channels.get(&channel) {
+                Some(entry) => {
+                    if let Some(w) = entry.shared.inbox.push_batch(&mut self.batch, settled) {
+                        self.wake.push(w);
+                    }
+                    if !settled && self.unsettled.last() != Some(&channel) {
+                        self.unsettled.push(channel);
+                    }
+                }
+                None => self.batch.clear(),
+            }
+        }
+        if settled {
+            for channel in self.unsettled.drain(..) {
+                if let Some(w) = self
+                    .channels
+                    .get(&channel)
+                    .and_then(|entry| entry.shared.inbox.settle())
+                {
                     self.wake.push(w);
                 }
             }
-            None => self.batch.clear(),
+            self.batch.trim();
         }
     }
 

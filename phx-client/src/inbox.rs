@@ -21,6 +21,10 @@ use futures::Stream;
 #[error("consumer lagged behind: {0} items dropped")]
 pub struct Lagged(pub u64);
 
+/// Slots an emptied queue keeps for the next items; a larger buffer is freed once its reader
+/// has caught up with a burst that is over.
+const KEEP_SLOTS: usize = 64;
+
 #[derive(Debug)]
 enum Slot<T> {
     Item(T),
@@ -35,6 +39,8 @@ struct State<T> {
     /// The most items `queue` holds; a `u32` so an idle channel's inbox stays small.
     capacity: u32,
     closed: bool,
+    /// Whether the producer said nothing more is coming for now (see [`Inbox::push_batch`]).
+    settled: bool,
     waker: Option<Waker>,
 }
 
@@ -56,6 +62,13 @@ impl<T> Batch<T> {
 
     pub(crate) fn clear(&mut self) {
         self.0.clear();
+    }
+
+    /// Frees the buffer if it is empty and sized for a burst.
+    pub(crate) fn trim(&mut self) {
+        if self.0.is_empty() && self.0.capacity() > KEEP_SLOTS {
+            self.0 = VecDeque::new();
+        }
     }
 }
 
@@ -92,6 +105,7 @@ impl<T> Inbox<T> {
                 items: 0,
                 capacity: u32::try_from(capacity).unwrap_or(u32::MAX).max(1),
                 closed: false,
+                settled: true,
                 waker: None,
             }),
         }
@@ -110,15 +124,19 @@ impl<T> Inbox<T> {
             return None;
         }
         s.push(item);
+        s.settled = true;
         s.waker.take()
     }
 
     /// Queues every item of `batch` under one lock, counting those past the capacity as lost,
     /// and leaves `batch` empty. When the queue is empty (the consumer keeps up) and the batch
-    /// fits, the two trade places instead of moving each item. Returns the consumer's waker if
-    /// it was waiting.
-    pub(crate) fn push_batch(&self, batch: &mut Batch<T>) -> Option<Waker> {
+    /// fits, the two trade places instead of moving each item. `settled` says that nothing
+    /// more is coming for now: once the reader has caught up, buffers sized for a burst are
+    /// freed (while a burst goes on they are kept, and trade places batch after batch).
+    /// Returns the consumer's waker if it was waiting.
+    pub(crate) fn push_batch(&self, batch: &mut Batch<T>, settled: bool) -> Option<Waker> {
         let mut s = self.lock();
+        s.settled = settled;
         if s.closed {
             batch.0.clear();
             return None;
@@ -134,6 +152,19 @@ impl<T> Inbox<T> {
             }
         }
         s.waker.take()
+    }
+
+    /// Nothing more is coming for now (after batches pushed with `settled` false). Returns the
+    /// consumer's waker if it was waiting on an empty queue, so that it wakes to free what a
+    /// burst left it.
+    pub(crate) fn settle(&self) -> Option<Waker> {
+        let mut s = self.lock();
+        s.settled = true;
+        if s.queue.is_empty() {
+            s.waker.take()
+        } else {
+            None
+        }
     }
 
     /// Whether the stream has been ended.
@@ -250,6 +281,21 @@ impl<T> Stream for Receiver<T> {
                         return Poll::Ready(None);
                     }
                     s.waker = Some(cx.waker().clone());
+                    if !s.settled {
+                        return Poll::Pending;
+                    }
+                    // Caught up with a burst that is over: its buffers go back, or every
+                    // channel that ever took a burst would hold them while idle.
+                    let queue = if s.queue.capacity() > KEEP_SLOTS {
+                        std::mem::take(&mut s.queue)
+                    } else {
+                        VecDeque::new()
+                    };
+                    drop(s);
+                    drop(queue);
+                    if this.local.capacity() > KEEP_SLOTS {
+                        this.local = VecDeque::new();
+                    }
                     return Poll::Pending;
                 }
                 std::mem::swap(&mut this.local, &mut s.queue);
@@ -312,7 +358,7 @@ mod tests {
         for i in 1..6 {
             batch.push(i);
         }
-        assert!(inbox.push_batch(&mut batch).is_none());
+        assert!(inbox.push_batch(&mut batch, true).is_none());
         assert!(batch.0.is_empty());
         inbox.close();
         let got: Vec<_> = block_on(rx.by_ref().collect::<Vec<_>>());
@@ -328,7 +374,7 @@ mod tests {
             // Fits in an empty queue: traded whole, and counted against the capacity.
             batch.push(round * 10);
             batch.push(round * 10 + 1);
-            inbox.push_batch(&mut batch);
+            inbox.push_batch(&mut batch, true);
             assert!(batch.0.is_empty());
             assert_eq!(rx.len(), 2);
             inbox.push(round * 10 + 2);
@@ -344,7 +390,7 @@ mod tests {
         for i in 0..5 {
             batch.push(i);
         }
-        inbox.push_batch(&mut batch);
+        inbox.push_batch(&mut batch, true);
         inbox.close();
         let got: Vec<_> = block_on(rx.collect::<Vec<_>>());
         assert_eq!(got, [Ok(0), Ok(1), Ok(2), Err(Lagged(2))]);
@@ -376,5 +422,83 @@ mod tests {
         assert!(Pin::new(&mut rx).poll_next(&mut cx).is_pending());
         assert!(inbox.push(1).is_some(), "first item hands back the waker");
         assert!(inbox.push(2).is_none(), "later items in the batch do not");
+    }
+
+    /// Polls `rx` until it has nothing more: what it read, and its (and its queue's) capacity.
+    fn drain(rx: &mut Receiver<u32>) -> (usize, usize, usize) {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut read = 0;
+        while let Poll::Ready(Some(item)) = Pin::new(&mut *rx).poll_next(&mut cx) {
+            assert!(item.is_ok());
+            read += 1;
+        }
+        let queue = rx.source.inbox().lock().queue.capacity();
+        (read, rx.local.capacity(), queue)
+    }
+
+    fn burst(inbox: &Inbox<u32>, n: u32, settled: bool) {
+        let mut batch = Batch::default();
+        for i in 0..n {
+            batch.push(i);
+        }
+        inbox.push_batch(&mut batch, settled);
+    }
+
+    #[test]
+    fn a_burst_keeps_its_buffers_while_it_lasts_and_frees_them_once_over() {
+        let inbox = Inbox::new(4096);
+        let mut rx = Receiver::new(inbox.clone());
+        // A flood: each batch trades places with the emptied queue, no buffer is freed.
+        burst(&inbox, 1024, false);
+        let (read, local, _) = drain(&mut rx);
+        assert_eq!(read, 1024);
+        assert!(
+            local >= 1024,
+            "the reader keeps the batch's buffer mid-burst"
+        );
+        burst(&inbox, 1024, false);
+        let (read, local, queue) = drain(&mut rx);
+        assert_eq!(read, 1024);
+        assert!(local >= 1024 && queue >= 1024, "{local} {queue}");
+        // The connection ran dry: the reader, waiting, is woken to free both.
+        assert!(inbox.settle().is_some(), "a waiting reader is woken");
+        let (read, local, queue) = drain(&mut rx);
+        assert_eq!(read, 0);
+        assert!(
+            local <= KEEP_SLOTS && queue <= KEEP_SLOTS,
+            "{local} {queue}"
+        );
+        // A burst that ends with its last batch is freed as soon as it is read.
+        burst(&inbox, 1024, true);
+        let (read, local, queue) = drain(&mut rx);
+        assert_eq!(read, 1024);
+        assert!(
+            local <= KEEP_SLOTS && queue <= KEEP_SLOTS,
+            "{local} {queue}"
+        );
+        // A queue grown item by item (more than a batch can trade for) too.
+        burst(&inbox, 10, false);
+        burst(&inbox, 1000, true);
+        assert_eq!(drain(&mut rx), (1010, 0, 0));
+    }
+
+    #[test]
+    fn a_trimmed_batch_frees_only_a_burst_sized_buffer() {
+        let mut batch = Batch::<u32>::default();
+        for i in 0..10 {
+            batch.push(i);
+        }
+        batch.clear();
+        batch.trim();
+        assert!(batch.0.capacity() >= 10, "a small buffer is kept");
+        for i in 0..1000 {
+            batch.push(i);
+        }
+        batch.trim();
+        assert_eq!(batch.0.len(), 1000, "a batch in use is never freed");
+        batch.clear();
+        batch.trim();
+        assert_eq!(batch.0.capacity(), 0);
     }
 }
