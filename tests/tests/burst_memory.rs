@@ -59,16 +59,18 @@ fn channels_that_took_a_burst_give_its_buffers_back_once_read() {
             }
             // Quiet now: the reader, still waiting on its stream, gives the burst's buffers
             // back once the driver finds the connection with nothing more to read.
-            let quiet = tokio::time::timeout(Duration::from_millis(100), messages.next());
+            let quiet = tokio::time::timeout(Duration::from_millis(200), messages.next());
             assert!(quiet.await.is_err(), "nothing more was sent");
             if i == 0 {
                 after_first = heap_now(&region);
             }
             held.push((channel, messages));
         }
+        // What the process holds at any moment moves by up to about 150 KB between runs (socket
+        // and allocator buffers), some 10 KB per channel here; a kept burst is 1 MB.
         let per_channel = (heap_now(&region) - after_first) / (CHANNELS as isize - 1);
         assert!(
-            per_channel < 4 * 1024,
+            per_channel < 64 * 1024,
             "{per_channel} bytes kept per channel after its burst was read"
         );
         drop(held);
