@@ -437,6 +437,14 @@ mod tests {
         (read, rx.local.capacity(), queue)
     }
 
+    fn assert_freed((read, local, queue): (usize, usize, usize), expected: usize) {
+        assert_eq!(read, expected);
+        assert!(
+            local <= KEEP_SLOTS && queue <= KEEP_SLOTS,
+            "{local} {queue}"
+        );
+    }
+
     fn burst(inbox: &Inbox<u32>, n: u32, settled: bool) {
         let mut batch = Batch::default();
         for i in 0..n {
@@ -463,20 +471,10 @@ mod tests {
         assert!(local >= 1024 && queue >= 1024, "{local} {queue}");
         // The connection ran dry: the reader, waiting, is woken to free both.
         assert!(inbox.settle().is_some(), "a waiting reader is woken");
-        let (read, local, queue) = drain(&mut rx);
-        assert_eq!(read, 0);
-        assert!(
-            local <= KEEP_SLOTS && queue <= KEEP_SLOTS,
-            "{local} {queue}"
-        );
+        assert_freed(drain(&mut rx), 0);
         // A burst that ends with its last batch is freed as soon as it is read.
         burst(&inbox, 1024, true);
-        let (read, local, queue) = drain(&mut rx);
-        assert_eq!(read, 1024);
-        assert!(
-            local <= KEEP_SLOTS && queue <= KEEP_SLOTS,
-            "{local} {queue}"
-        );
+        assert_freed(drain(&mut rx), 1024);
         // A queue grown item by item (more than a batch can trade for) too.
         burst(&inbox, 10, false);
         burst(&inbox, 1000, true);
