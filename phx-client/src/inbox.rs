@@ -25,6 +25,16 @@ pub struct Lagged(pub u64);
 /// has caught up with a burst that is over.
 const KEEP_SLOTS: usize = 64;
 
+/// Takes `queue`'s buffer if it is empty and larger than [`KEEP_SLOTS`] (for the caller to
+/// drop, outside any lock), leaving an unallocated queue; otherwise takes nothing.
+fn take_if_large<T>(queue: &mut VecDeque<T>) -> VecDeque<T> {
+    if queue.is_empty() && queue.capacity() > KEEP_SLOTS {
+        std::mem::take(queue)
+    } else {
+        VecDeque::new()
+    }
+}
+
 #[derive(Debug)]
 enum Slot<T> {
     Item(T),
@@ -66,9 +76,7 @@ impl<T> Batch<T> {
 
     /// Frees the buffer if it is empty and sized for a burst.
     pub(crate) fn trim(&mut self) {
-        if self.0.is_empty() && self.0.capacity() > KEEP_SLOTS {
-            self.0 = VecDeque::new();
-        }
+        drop(take_if_large(&mut self.0));
     }
 }
 
@@ -286,16 +294,10 @@ impl<T> Stream for Receiver<T> {
                     }
                     // Caught up with a burst that is over: its buffers go back, or every
                     // channel that ever took a burst would hold them while idle.
-                    let queue = if s.queue.capacity() > KEEP_SLOTS {
-                        std::mem::take(&mut s.queue)
-                    } else {
-                        VecDeque::new()
-                    };
+                    let queue = take_if_large(&mut s.queue);
                     drop(s);
                     drop(queue);
-                    if this.local.capacity() > KEEP_SLOTS {
-                        this.local = VecDeque::new();
-                    }
+                    drop(take_if_large(&mut this.local));
                     return Poll::Pending;
                 }
                 std::mem::swap(&mut this.local, &mut s.queue);
