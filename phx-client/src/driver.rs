@@ -223,6 +223,9 @@ struct State<R: Runtime> {
     read_dry: bool,
     /// Channels handed a batch since the connection last ran dry; told it has once it does.
     unsettled: Vec<ChannelId>,
+    /// A stream fed in this turn is at least half full: its reader may be waiting for this very
+    /// thread, so the turn ends early (see `poll_drive`).
+    consumer_behind: bool,
     shutting_down: bool,
     /// Whether the runtime runs the driver on the application's thread (asked once, from
     /// inside the runtime).
@@ -278,6 +281,7 @@ impl<R: Runtime> Driver<R> {
                 batch_channel: None,
                 read_dry: true,
                 unsettled: Vec::new(),
+                consumer_behind: false,
                 shutting_down: false,
                 shares_thread: None,
                 waker: None,
@@ -458,6 +462,14 @@ impl<R: Runtime> State<R> {
                 return Poll::Pending;
             }
             if reads_left == 0 {
+                break;
+            }
+            if std::mem::take(&mut self.consumer_behind) {
+                // The turn ends here rather than after its last round: fire what this round
+                // left due, as that round would have.
+                if matches!(timers, Timers::LeaveDue) {
+                    self.settle(cx, Timers::Fire);
+                }
                 break;
             }
         }
@@ -1049,9 +1061,11 @@ impl<R: Runtime> State<R> {
         if let Some(channel) = self.batch_channel.take() {
             match self.channels.get(&channel) {
                 Some(entry) => {
-                    if let Some(w) = entry.shared.inbox.push_batch(&mut self.batch, settled) {
+                    let (waker, behind) = entry.shared.inbox.push_batch(&mut self.batch, settled);
+                    if let Some(w) = waker {
                         self.wake.push(w);
                     }
+                    self.consumer_behind |= behind;
                     if !settled && self.unsettled.last() != Some(&channel) {
                         self.unsettled.push(channel);
                     }

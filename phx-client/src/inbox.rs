@@ -141,13 +141,14 @@ impl<T> Inbox<T> {
     /// fits, the two trade places instead of moving each item. `settled` says that nothing
     /// more is coming for now: once the reader has caught up, buffers sized for a burst are
     /// freed (while a burst goes on they are kept, and trade places batch after batch).
-    /// Returns the consumer's waker if it was waiting.
-    pub(crate) fn push_batch(&self, batch: &mut Batch<T>, settled: bool) -> Option<Waker> {
+    /// Returns the consumer's waker if it was waiting, and whether the queue is now
+    /// [behind](State::behind).
+    pub(crate) fn push_batch(&self, batch: &mut Batch<T>, settled: bool) -> (Option<Waker>, bool) {
         let mut s = self.lock();
         s.settled = settled;
         if s.closed {
             batch.0.clear();
-            return None;
+            return (None, false);
         }
         if s.queue.is_empty() && batch.0.len() <= s.capacity as usize {
             std::mem::swap(&mut s.queue, &mut batch.0);
@@ -159,7 +160,7 @@ impl<T> Inbox<T> {
                 }
             }
         }
-        s.waker.take()
+        (s.waker.take(), s.behind())
     }
 
     /// Nothing more is coming for now (after batches pushed with `settled` false). Returns the
@@ -189,6 +190,12 @@ impl<T> Inbox<T> {
 }
 
 impl<T> State<T> {
+    /// At least half full: the consumer is behind (and may be waiting for the producer's
+    /// thread, as a task woken by a tokio worker waits for the task that woke it).
+    fn behind(&self) -> bool {
+        self.items >= self.capacity.div_ceil(2)
+    }
+
     fn push(&mut self, item: T) {
         if self.items >= self.capacity {
             match self.queue.back_mut() {
@@ -360,11 +367,41 @@ mod tests {
         for i in 1..6 {
             batch.push(i);
         }
-        assert!(inbox.push_batch(&mut batch, true).is_none());
+        assert!(inbox.push_batch(&mut batch, true).0.is_none());
         assert!(batch.0.is_empty());
         inbox.close();
         let got: Vec<_> = block_on(rx.by_ref().collect::<Vec<_>>());
         assert_eq!(got, [Ok(0), Ok(1), Ok(2), Err(Lagged(3))]);
+    }
+
+    #[test]
+    fn a_batch_says_when_its_queue_is_half_full() {
+        let inbox = Inbox::new(8);
+        let mut rx = Receiver::new(inbox.clone());
+        let mut batch = Batch::default();
+        let mut push = |n: usize| {
+            for i in 0..n {
+                batch.push(i);
+            }
+            inbox.push_batch(&mut batch, false).1
+        };
+        assert!(!push(3), "3 of 8");
+        assert!(push(1), "4 of 8");
+        assert_eq!(rx.len(), 4);
+        while !rx.is_empty() {
+            block_on(rx.next());
+        }
+        assert!(!push(3), "read, then 3 of 8 again");
+        assert!(push(20), "full, with items lost");
+        let odd = Inbox::new(3);
+        let mut one = Batch::default();
+        one.push(0);
+        assert!(!odd.push_batch(&mut one, false).1, "1 of 3");
+        one.push(1);
+        assert!(
+            odd.push_batch(&mut one, false).1,
+            "2 of 3 (half, rounded up)"
+        );
     }
 
     #[test]

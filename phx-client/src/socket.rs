@@ -236,7 +236,8 @@ impl<R: Runtime> Builder<R> {
     /// [`crate::Lagged`]`(n)` where they were lost; the socket itself never waits for a reader.
     /// Messages are handed to readers in batches of at most a quarter of this capacity (up to
     /// 1,024 frames read at a time), so a reader that takes each batch before three more arrive
-    /// loses nothing.
+    /// loses nothing; and the driver yields its thread whenever a stream it fed is half full,
+    /// in case the reader waits for that thread.
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
         self.options.channel_capacity = capacity;
         self
