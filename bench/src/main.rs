@@ -4,8 +4,10 @@
 //!
 //! `cargo run --release -p phx-bench` (about five minutes), or `-- --quick` for a smoke run.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,7 +64,7 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these clients in the receive and latency sections (labels: a, a', b, c, d, e1,
-    /// e2, echo, echo-as; comma-separated).
+    /// e2, echo, echo-as, echo-task, b-task; comma-separated).
     #[arg(long, value_delimiter = ',')]
     clients: Vec<String>,
 }
@@ -103,18 +105,44 @@ fn run_worker(kind: &str, url: &str, n: u64, binary: bool, inflight: usize, chan
             tokio::runtime::Runtime::new().expect("tokio runtime")
         }
     };
+    // With PHX_BENCH_SPAWN (the latency section's "in a spawned task" rows), a tokio workload
+    // runs as a task on the runtime's workers instead of in `block_on` on this thread.
+    let spawned = std::env::var_os("PHX_BENCH_SPAWN").is_some();
+    let on_tokio = |workload: Pin<Box<dyn Future<Output = workers::Outcome> + Send>>| {
+        let rt = tokio_rt();
+        if spawned {
+            rt.block_on(async {
+                tokio::spawn(workload)
+                    .await
+                    .unwrap_or_else(|e| Err(e.into()))
+            })
+        } else {
+            rt.block_on(workload)
+        }
+    };
+    let owned = url.to_owned();
     let result = match kind {
-        "raw" => tokio_rt().block_on(workers::raw_recv(url, n, binary, false)),
-        "raw-decode" => tokio_rt().block_on(workers::raw_recv(url, n, binary, true)),
-        "phx-tokio" => tokio_rt().block_on(workers::phx_recv::<Tokio>(url, n, binary, channels)),
+        "raw" => on_tokio(Box::pin(async move {
+            workers::raw_recv(&owned, n, binary, false).await
+        })),
+        "raw-decode" => on_tokio(Box::pin(async move {
+            workers::raw_recv(&owned, n, binary, true).await
+        })),
+        "phx-tokio" => on_tokio(Box::pin(async move {
+            workers::phx_recv::<Tokio>(&owned, n, binary, channels).await
+        })),
         "phx-async-std" => {
             async_std::task::block_on(workers::phx_recv::<AsyncStd>(url, n, binary, channels))
         }
-        "echo-latency" => tokio_rt().block_on(workers::raw_echo_latency(url, n, inflight)),
+        "echo-latency" => on_tokio(Box::pin(async move {
+            workers::raw_echo_latency(&owned, n, inflight).await
+        })),
         "echo-async-std-latency" => {
             async_std::task::block_on(workers::raw_echo_latency_async_std(url, n, inflight))
         }
-        "phx-tokio-latency" => tokio_rt().block_on(workers::phx_latency::<Tokio>(url, n, inflight)),
+        "phx-tokio-latency" => on_tokio(Box::pin(async move {
+            workers::phx_latency::<Tokio>(&owned, n, inflight).await
+        })),
         "phx-async-std-latency" => {
             async_std::task::block_on(workers::phx_latency::<AsyncStd>(url, n, inflight))
         }
@@ -475,10 +503,17 @@ impl Bench<'_> {
     fn latency_once(&self, id: &str, inflight: usize) -> Outcome<Lat> {
         let n = self.cli.pushes;
         let extra = [format!("--inflight={inflight}")];
+        let spawned = |kind: &str| {
+            let mut cmd = self.worker(kind, n, &extra);
+            cmd.env("PHX_BENCH_SPAWN", "1");
+            cmd
+        };
         let cmd = match id {
             "echo" => self.worker("echo-latency", n, &extra),
             "echo-as" => self.worker("echo-async-std-latency", n, &extra),
+            "echo-task" => spawned("echo-latency"),
             "b" => self.worker("phx-tokio-latency", n, &extra),
+            "b-task" => spawned("phx-tokio-latency"),
             "c" => self.worker("phx-async-std-latency", n, &extra),
             "d" => {
                 self.env.js.clone()?;
@@ -550,6 +585,11 @@ impl Bench<'_> {
                 ("b", "phx-tokio"),
                 ("c", "phx-async-std"),
                 ("d", "phoenix.js 1.8.16 (node)"),
+                (
+                    "echo-task",
+                    "raw WebSocket echo (tokio-tungstenite), in a spawned task",
+                ),
+                ("b-task", "phx-tokio, in a spawned task"),
             ];
             let names: Vec<_> = names.into_iter().filter(|(id, _)| self.wants(id)).collect();
             let cases: Vec<_> = names
@@ -821,7 +861,9 @@ fn markdown_head(cli: &Cli, env: &Env) -> String {
          time and {} in flight, the run with the median p99 of {} repeats; the raw baseline sends \
          the same frame to an echo endpoint. Every \
          client drives its pushes from the main task (`block_on`, as `#[tokio::main]` code \
-         does).\n\
+         does); the rows marked \"in a spawned task\" run the same code in a task on tokio's \
+         workers (`tokio::spawn`, as a server's code does), where a task woken by the driver \
+         runs on the driver's worker, and are compared with the echo run the same way.\n\
          - **Scale**: {} channels joined on one socket (all joins issued at once; heap counted \
          by a counting allocator, channel handles held); receive throughput with that many \
          channels joined against one; {} phx-tokio sockets with one channel each in one process \

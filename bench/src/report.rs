@@ -179,6 +179,16 @@ fn lat_cells(l: &Outcome<Lat>) -> String {
     }
 }
 
+/// The echo row a latency row is compared with: the one run the same way (in `block_on`, or
+/// in a spawned task).
+fn echo_for(id: &str) -> &'static str {
+    if id.ends_with("-task") {
+        "echo-task"
+    } else {
+        "echo"
+    }
+}
+
 fn p99_of(rows: &[LatRow], id: &str, par: bool) -> Option<f64> {
     let row = rows.iter().find(|r| r.id == id)?;
     let l = if par { &row.par } else { &row.seq };
@@ -194,7 +204,7 @@ pub fn lat_table(run: &Run) -> String {
     for row in &run.lat {
         let ratio = |par: bool| match (
             p99_of(&run.lat, &row.id, par),
-            p99_of(&run.lat, "echo", par),
+            p99_of(&run.lat, echo_for(&row.id), par),
         ) {
             (Some(x), Some(e)) => format!("{:.2}", x / e),
             _ => "–".into(),
@@ -343,17 +353,21 @@ pub fn checks(run: &Run) -> Vec<Check> {
         });
     }
     for (par, mode) in [(false, "sequential"), (true, "in flight")] {
-        for id in ["b", "c"] {
-            let name = if id == "b" {
-                "phx-tokio"
+        for (id, name) in [
+            ("b", "phx-tokio"),
+            ("c", "phx-async-std"),
+            ("b-task", "phx-tokio in a spawned task"),
+        ] {
+            let echo = if id == "b-task" {
+                "raw echo in a spawned task"
             } else {
-                "phx-async-std"
+                "raw echo"
             };
             ratio_check(
                 &mut out,
-                &format!("{name} p99 ≤ 1.5 × raw echo p99 ({mode})"),
+                &format!("{name} p99 ≤ 1.5 × {echo} p99 ({mode})"),
                 p99_of(&run.lat, id, par),
-                p99_of(&run.lat, "echo", par),
+                p99_of(&run.lat, echo_for(id), par),
                 &|r| r <= 1.5,
             );
         }
@@ -531,7 +545,13 @@ mod tests {
                 row("c", 3.0),
                 row("d", 1.0),
             ],
-            lat: vec![lat("echo", 10.0), lat("b", 14.0), lat("c", 16.0)],
+            lat: vec![
+                lat("echo", 10.0),
+                lat("b", 14.0),
+                lat("c", 16.0),
+                lat("echo-task", 2.0),
+                lat("b-task", 5.0),
+            ],
             scale: Scale {
                 channels: 10,
                 join: Ok((0.1, 300.0)),
@@ -552,6 +572,9 @@ mod tests {
         assert_eq!(get("phx-async-std within"), Some(true));
         assert_eq!(get("phx-tokio p99"), Some(true));
         assert_eq!(get("phx-async-std p99"), Some(false));
+        // Compared with the echo run the same way (2.5 ×), not with the `block_on` one.
+        assert_eq!(get("phx-tokio in a spawned task p99"), Some(false));
+        assert!(lat_table(&run).contains("| (b-task) | b-task | 1 / 5 / 5 | 2.50 |"));
         assert_eq!(get("RSS"), Some(true));
         assert!(svg_chart(&run, "t").starts_with("<svg"));
     }

@@ -17,6 +17,9 @@ pub const TOPIC: &str = "bench:0";
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// What a workload reports: its figures, or why it failed.
+pub type Outcome = Result<Value, Error>;
+
 /// Receive-throughput figures.
 fn recv_result(frames: u64, lagged: u64, bytes: u64, secs: f64) -> Value {
     json!({ "frames": frames, "lagged": lagged, "bytes": bytes, "secs": secs })
