@@ -902,15 +902,17 @@ impl<R: Runtime> State<R> {
         any
     }
 
+    /// Carries out one event. Messages normally arrive through `drain_outputs`, which batches
+    /// them for their streams.
     fn dispatch(&mut self, event: Event) {
-        match &event {
+        match event {
             Event::Message { channel, message } => {
-                self.deliver(*channel, message.clone());
+                self.deliver(channel, message);
                 self.flush_messages(self.read_dry);
                 return;
             }
             Event::Presence { channel, change } => {
-                self.deliver_presence(*channel, change);
+                self.deliver_presence(channel, &change);
                 return;
             }
             Event::Replied {
@@ -919,11 +921,8 @@ impl<R: Runtime> State<R> {
                 response,
                 ..
             } => {
-                if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(push_ref) {
-                    let reply = Reply {
-                        status: status.clone(),
-                        response: response.clone(),
-                    };
+                if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(&push_ref) {
+                    let reply = Reply { status, response };
                     let _ = tx.send(if reply.is_ok() {
                         Ok(reply)
                     } else {
