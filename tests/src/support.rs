@@ -1,11 +1,16 @@
 //! Helpers the async test suites share, generic over the client runtime: sleeping and timeouts
-//! on the client's own clock, waiting for an event, and running a scenario on tokio.
+//! on the client's own clock, waiting for an event, reading a flood, and running a scenario on
+//! tokio.
 
 use std::future::Future;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use phx_client::{Event, Events, Runtime};
+use phx_client::{Event, Events, Lagged, Runtime, Socket};
+use phx_proto::Payload;
+use serde_json::json;
+
+use crate::server::ws::BackgroundServer;
 
 /// Sleeps on runtime `R`'s clock.
 pub async fn sleep<R: Runtime + Default>(d: Duration) {
@@ -42,6 +47,54 @@ pub async fn wait_event<R: Runtime + Default>(
                 None => panic!("event stream ended waiting for {what}"),
             }
         }
+    })
+    .await
+}
+
+/// Connects a socket to `h` (message streams of `capacity`, phx's default with `None`), joins
+/// `room:flood`, has `h` broadcast `n` messages there, and reads them as fast as it can from
+/// the channel's stream, or with `filtered` from its stream for the `flood` event. Returns what
+/// was received and what was reported lost.
+///
+/// # Panics
+/// If the socket or the join fails, the stream ends, or the flood takes over a minute.
+pub async fn read_flood<R: Runtime + Default>(
+    h: &BackgroundServer,
+    n: u64,
+    capacity: Option<usize>,
+    filtered: bool,
+) -> (u64, u64) {
+    let mut builder = Socket::<R>::builder(&h.url())
+        .secret_param("token", "secret")
+        .heartbeat(Duration::from_secs(30));
+    if let Some(c) = capacity {
+        builder = builder.channel_capacity(c);
+    }
+    let socket = builder.connect().await.expect("connect");
+    let (room, _) = socket.channel("room:flood").join().await.expect("join");
+    let mut messages = if filtered {
+        room.on("flood")
+    } else {
+        room.messages()
+    };
+    let payload =
+        Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).expect("a JSON payload");
+    assert_eq!(
+        h.broadcast_repeated("room:flood", "flood", payload, n)
+            .await,
+        1,
+        "one subscriber"
+    );
+    within::<R, _>(Duration::from_secs(60), "the flood", async {
+        let (mut received, mut lagged) = (0u64, 0u64);
+        while received + lagged < n {
+            match messages.next().await {
+                Some(Ok(_)) => received += 1,
+                Some(Err(Lagged(k))) => lagged += k,
+                None => panic!("the stream ended"),
+            }
+        }
+        (received, lagged)
     })
     .await
 }

@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
-use phx_client::{Lagged, PushError, PushFailure};
+use futures::FutureExt;
+use phx_client::{PushError, PushFailure};
 use phx_proto::Payload;
 use phx_tests::server::ServerConfig;
 use phx_tests::server::ws::BackgroundServer;
-use phx_tokio::Socket;
+use phx_tests::support::read_flood;
+use phx_tokio::{Socket, Tokio};
 use serde_json::json;
 
 /// A current-thread tokio runtime with IO and timers.
@@ -30,36 +31,11 @@ async fn connect(h: &BackgroundServer) -> Socket {
         .unwrap()
 }
 
-/// Floods `n` broadcasts to a reader that reads as fast as it can, on a stream of `capacity`
-/// (phx's default with `None`); returns what it received and what was reported lost.
+/// [`read_flood`] on a current-thread runtime.
 fn flood(n: u64, capacity: Option<usize>) -> (u64, u64) {
     current_thread().block_on(async {
         let h = BackgroundServer::start(ServerConfig::default());
-        let mut builder = Socket::builder(&h.url())
-            .secret_param("token", "secret")
-            .heartbeat(Duration::from_secs(30));
-        if let Some(c) = capacity {
-            builder = builder.channel_capacity(c);
-        }
-        let socket = builder.connect().await.unwrap();
-        let (room, _) = socket.channel("room:flood").join().await.unwrap();
-        let mut messages = room.messages();
-        let payload = Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).unwrap();
-        assert_eq!(
-            h.broadcast_repeated("room:flood", "flood", payload, n)
-                .await,
-            1
-        );
-        let (mut received, mut lagged) = (0u64, 0u64);
-        while received + lagged < n {
-            let next = tokio::time::timeout(Duration::from_secs(30), messages.next());
-            match next.await.expect("the flood stalled") {
-                Some(Ok(_)) => received += 1,
-                Some(Err(Lagged(k))) => lagged += k,
-                None => panic!("the stream ended"),
-            }
-        }
-        (received, lagged)
+        read_flood::<Tokio>(&h, n, capacity, false).await
     })
 }
 

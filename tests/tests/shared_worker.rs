@@ -3,57 +3,21 @@
 //! reader's stream holds before giving the thread up would overrun a reader that keeps
 //! reading. A runtime with one worker makes that the only schedule.
 
-use std::time::Duration;
-
-use futures::StreamExt;
-use phx_client::Lagged;
-use phx_proto::Payload;
 use phx_tests::server::ServerConfig;
 use phx_tests::server::ws::BackgroundServer;
-use phx_tokio::Socket;
-use serde_json::json;
+use phx_tests::support::read_flood;
+use phx_tokio::Tokio;
 
-/// Floods `n` broadcasts to a reader spawned on a one-worker multi-thread runtime, on a stream
-/// of `capacity` (phx's default with `None`): the channel's stream, or with `filtered` one of
-/// its streams for one event. Returns what it received and what was reported lost.
+/// [`read_flood`] from a reader spawned on a one-worker multi-thread runtime.
 fn flood(n: u64, capacity: Option<usize>, filtered: bool) -> (u64, u64) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let h = BackgroundServer::start(ServerConfig::default());
-    let url = h.url();
     let reader = rt.spawn(async move {
-        let mut builder = Socket::builder(&url)
-            .secret_param("token", "secret")
-            .heartbeat(Duration::from_secs(30));
-        if let Some(c) = capacity {
-            builder = builder.channel_capacity(c);
-        }
-        let socket = builder.connect().await.unwrap();
-        let (room, _) = socket.channel("room:flood").join().await.unwrap();
-        let mut messages = if filtered {
-            room.on("flood")
-        } else {
-            room.messages()
-        };
-        let payload = Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).unwrap();
-        assert_eq!(
-            h.broadcast_repeated("room:flood", "flood", payload, n)
-                .await,
-            1
-        );
-        let (mut received, mut lagged) = (0u64, 0u64);
-        while received + lagged < n {
-            let next = tokio::time::timeout(Duration::from_secs(30), messages.next());
-            match next.await.expect("the flood stalled") {
-                Some(Ok(_)) => received += 1,
-                Some(Err(Lagged(k))) => lagged += k,
-                None => panic!("the stream ended"),
-            }
-        }
-        (received, lagged)
+        let h = BackgroundServer::start(ServerConfig::default());
+        read_flood::<Tokio>(&h, n, capacity, filtered).await
     });
     rt.block_on(reader).unwrap()
 }
