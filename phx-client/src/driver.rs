@@ -433,6 +433,7 @@ impl<R: Runtime> State<R> {
         // so polling it again before the turn ends would only repeat a read that finds
         // nothing (a `recv` system call each time on async-io).
         let mut read_waiting = None;
+        let mut behind = false;
         for _ in 0..MAX_ROUNDS {
             let mut progress = false;
             // Frames still waiting after a full batch are read in the next round before any
@@ -461,20 +462,21 @@ impl<R: Runtime> State<R> {
             if !progress {
                 return Poll::Pending;
             }
-            if reads_left == 0 {
-                break;
-            }
-            if std::mem::take(&mut self.consumer_behind) {
+            behind = std::mem::take(&mut self.consumer_behind);
+            if behind && matches!(timers, Timers::LeaveDue) {
                 // The turn ends here rather than after its last round: fire what this round
                 // left due, as that round would have.
-                if matches!(timers, Timers::LeaveDue) {
-                    self.settle(cx, Timers::Fire);
-                }
+                self.settle(cx, Timers::Fire);
+            }
+            if reads_left == 0 || behind {
                 break;
             }
         }
-        // Plenty of work: let other tasks run, then continue.
-        if shares_thread {
+        // Plenty of work: let other tasks run, then continue. A reader that is behind may be
+        // waiting for this thread in any of the executor's queues, so the runtime's own yield
+        // lets them all run first: on tokio, a task woken from another thread waits in a queue
+        // that a worker with local work looks at only every few dozen tasks.
+        if shares_thread || behind {
             self.rt.yield_now(cx);
         } else {
             cx.waker().wake_by_ref();

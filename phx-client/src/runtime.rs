@@ -53,7 +53,8 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     }
 
     /// Asks to be polled again after the executor's other ready tasks have had their turn
-    /// (used when [`Runtime::shares_thread`]). The default wakes the task at once.
+    /// (used when [`Runtime::shares_thread`], and when a message stream the driver fed is half
+    /// full, in case its reader waits for this thread). The default wakes the task at once.
     fn yield_now(&self, cx: &mut Context<'_>) {
         cx.waker().wake_by_ref();
     }

@@ -79,13 +79,8 @@ pub async fn read_flood<R: Runtime + Default>(
     };
     let payload =
         Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).expect("a JSON payload");
-    assert_eq!(
-        h.broadcast_repeated("room:flood", "flood", payload, n)
-            .await,
-        1,
-        "one subscriber"
-    );
-    within::<R, _>(Duration::from_secs(60), "the flood", async {
+    // The server starts sending before it answers the call: reading starts at once.
+    let read = within::<R, _>(Duration::from_secs(60), "the flood", async {
         let (mut received, mut lagged) = (0u64, 0u64);
         while received + lagged < n {
             match messages.next().await {
@@ -95,8 +90,13 @@ pub async fn read_flood<R: Runtime + Default>(
             }
         }
         (received, lagged)
-    })
-    .await
+    });
+    let (reached, counts) = futures::join!(
+        h.broadcast_repeated("room:flood", "flood", payload, n),
+        read
+    );
+    assert_eq!(reached, 1, "one subscriber");
+    counts
 }
 
 /// Runs `scenario` to completion on a new two-thread tokio runtime.
