@@ -378,30 +378,14 @@ mod tests {
     fn a_batch_says_when_its_queue_is_half_full() {
         let inbox = Inbox::new(8);
         let mut rx = Receiver::new(inbox.clone());
-        let mut batch = Batch::default();
-        let mut push = |n: usize| {
-            for i in 0..n {
-                batch.push(i);
-            }
-            inbox.push_batch(&mut batch, false).1
-        };
-        assert!(!push(3), "3 of 8");
-        assert!(push(1), "4 of 8");
-        assert_eq!(rx.len(), 4);
-        while !rx.is_empty() {
-            block_on(rx.next());
-        }
-        assert!(!push(3), "read, then 3 of 8 again");
-        assert!(push(20), "full, with items lost");
+        assert!(!burst(&inbox, 3, false), "3 of 8");
+        assert!(burst(&inbox, 1, false), "4 of 8");
+        assert_eq!(drain(&mut rx).0, 4);
+        assert!(!burst(&inbox, 3, false), "read, then 3 of 8 again");
+        assert!(burst(&inbox, 20, false), "full, with items lost");
         let odd = Inbox::new(3);
-        let mut one = Batch::default();
-        one.push(0);
-        assert!(!odd.push_batch(&mut one, false).1, "1 of 3");
-        one.push(1);
-        assert!(
-            odd.push_batch(&mut one, false).1,
-            "2 of 3 (half, rounded up)"
-        );
+        assert!(!burst(&odd, 1, false), "1 of 3");
+        assert!(burst(&odd, 1, false), "2 of 3 (half, rounded up)");
     }
 
     #[test]
@@ -484,12 +468,13 @@ mod tests {
         );
     }
 
-    fn burst(inbox: &Inbox<u32>, n: u32, settled: bool) {
+    /// Pushes `n` items in one batch; whether the queue is then behind.
+    fn burst(inbox: &Inbox<u32>, n: u32, settled: bool) -> bool {
         let mut batch = Batch::default();
         for i in 0..n {
             batch.push(i);
         }
-        inbox.push_batch(&mut batch, settled);
+        inbox.push_batch(&mut batch, settled).1
     }
 
     #[test]

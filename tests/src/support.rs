@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use phx_client::{Event, Events, Lagged, Runtime, Socket};
+use phx_client::{Event, Events, Lagged, Messages, Runtime, Socket};
 use phx_proto::Payload;
 use serde_json::json;
 
@@ -80,7 +80,20 @@ pub async fn read_flood<R: Runtime + Default>(
     let payload =
         Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).expect("a JSON payload");
     // The server starts sending before it answers the call: reading starts at once.
-    let read = within::<R, _>(Duration::from_secs(60), "the flood", async {
+    let (reached, counts) = futures::join!(
+        h.broadcast_repeated("room:flood", "flood", payload, n),
+        read_messages::<R>(&mut messages, n)
+    );
+    assert_eq!(reached, 1, "one subscriber");
+    counts
+}
+
+/// Reads `messages` until `n` have been received or reported lost; returns the two counts.
+///
+/// # Panics
+/// If the stream ends, or the `n` take over a minute.
+pub async fn read_messages<R: Runtime + Default>(messages: &mut Messages, n: u64) -> (u64, u64) {
+    within::<R, _>(Duration::from_secs(60), "the messages", async {
         let (mut received, mut lagged) = (0u64, 0u64);
         while received + lagged < n {
             match messages.next().await {
@@ -90,13 +103,8 @@ pub async fn read_flood<R: Runtime + Default>(
             }
         }
         (received, lagged)
-    });
-    let (reached, counts) = futures::join!(
-        h.broadcast_repeated("room:flood", "flood", payload, n),
-        read
-    );
-    assert_eq!(reached, 1, "one subscriber");
-    counts
+    })
+    .await
 }
 
 /// Runs `scenario` to completion on a new two-thread tokio runtime.

@@ -8,10 +8,11 @@ use std::alloc::System;
 use std::time::Duration;
 
 use futures::StreamExt;
-use phx_client::{Lagged, Payload};
+use phx_client::Payload;
 use phx_tests::server::ServerConfig;
 use phx_tests::server::ws::BackgroundServer;
-use phx_tokio::Socket;
+use phx_tests::support::read_messages;
+use phx_tokio::{Socket, Tokio};
 use serde_json::json;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -48,15 +49,7 @@ fn channels_that_took_a_burst_give_its_buffers_back_once_read() {
             let mut messages = channel.messages();
             h.broadcast_repeated(&topic, "flood", payload.clone(), BURST)
                 .await;
-            let mut seen = 0;
-            while seen < BURST {
-                let next = tokio::time::timeout(Duration::from_secs(30), messages.next());
-                match next.await.expect("the burst stalled") {
-                    Some(Ok(_)) => seen += 1,
-                    Some(Err(Lagged(k))) => seen += k,
-                    None => panic!("the stream ended"),
-                }
-            }
+            read_messages::<Tokio>(&mut messages, BURST).await;
             // Quiet now: the reader, still waiting on its stream, gives the burst's buffers
             // back once the driver finds the connection with nothing more to read.
             let quiet = tokio::time::timeout(Duration::from_millis(200), messages.next());
