@@ -358,7 +358,7 @@ pub fn checks(run: &Run) -> Vec<Check> {
             ("c", "phx-async-std"),
             ("b-task", "phx-tokio in a spawned task"),
         ] {
-            let echo = if id == "b-task" {
+            let echo = if echo_for(id) == "echo-task" {
                 "raw echo in a spawned task"
             } else {
                 "raw echo"
