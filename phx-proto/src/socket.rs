@@ -166,6 +166,9 @@ pub struct Socket {
     stats: Stats,
 }
 
+/// Entries an empty output queue keeps room for ([`Socket::shrink_queues`]).
+const QUEUE_KEEP: usize = 64;
+
 /// How many cast refs [`Socket`] remembers.
 const RECENT_CASTS: usize = 64;
 
@@ -372,16 +375,63 @@ impl Socket {
 
     // ---------------------------------------------------------------- outputs
 
-    /// The next order for the transport. Drain after every input.
+    /// The next order for the transport. Drain after every input, or after a batch of them
+    /// (the frames read in one go): orders wait in the order they were made.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
-    /// The next event for the application. Drain after every input.
+    /// The next event for the application. Drain after every input, or after a batch of them,
+    /// as for [`Socket::poll_transmit`].
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// The channel of the next event, if that event is an [`Event::Message`]: lets a driver
+    /// that hands messages on in batches decide where the message goes before taking it with
+    /// [`Socket::poll_message_with`].
+    #[must_use]
+    pub fn peek_message(&self) -> Option<ChannelId> {
+        match self.events.front() {
+            Some(Event::Message { channel, .. }) => Some(*channel),
+            _ => None,
+        }
+    }
+
+    /// Takes the next event if it is an [`Event::Message`] and hands its message to `put`;
+    /// returns whether it did. Any other event stays for [`Socket::poll_event`].
+    ///
+    /// A `Message` is 200 bytes: inlined with `put`, it is moved once, from the queue to
+    /// wherever `put` stores it, where `poll_event` moves it out of the queue, then out of the
+    /// event.
+    #[inline]
+    pub fn poll_message_with(&mut self, put: impl FnOnce(Message)) -> bool {
+        if self.peek_message().is_none() {
+            return false;
+        }
+        match self.events.pop_front() {
+            Some(Event::Message { message, .. }) => {
+                put(message);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Frees the output queues' buffers if they are empty and were sized for a burst (more
+    /// than 64 entries). A driver that drains the queues once per batch of frames lets them
+    /// grow to a batch; it calls this once the connection has nothing more to read, so that a
+    /// socket that took a burst and went quiet holds what an idle one does.
+    pub fn shrink_queues(&mut self) {
+        fn shrink<T>(queue: &mut VecDeque<T>) {
+            if queue.is_empty() && queue.capacity() > QUEUE_KEEP {
+                *queue = VecDeque::new();
+            }
+        }
+        shrink(&mut self.transmits);
+        shrink(&mut self.events);
     }
 
     /// The earliest deadline; call [`Socket::handle_timeout`] when it passes. `None` when

@@ -114,11 +114,16 @@ impl T {
     }
 
     fn recv(&mut self, text: &str) {
+        self.feed(text);
+        self.drain();
+    }
+
+    /// Feeds a text frame without draining what it produced.
+    fn feed(&mut self, text: &str) {
         let conn = self.conn.unwrap();
         self.s
             .handle_frame(self.now, conn, Frame::Text(text.to_owned().into()))
             .unwrap();
-        self.drain();
     }
 
     fn join(&mut self, topic: &str) -> ChannelId {
@@ -2080,4 +2085,64 @@ fn a_push_sent_from_the_buffer_gets_its_whole_timeout_again() {
     assert!(t.take_events().contains(&timed_out));
     assert_eq!(t.s.stats().pushes_pending, 0);
     t.s.check_invariants().unwrap();
+}
+
+/// A driver may drain once per batch of frames, taking messages with `poll_message_with`:
+/// they come in the order received, and an event between them waits its turn.
+#[test]
+fn messages_taken_one_by_one_keep_their_place_among_events() {
+    let mut t = T::new();
+    t.open();
+    let a = t.joined("room:a");
+    let b = t.joined("room:b");
+    t.take_events();
+    t.feed(r#"[null,null,"room:a","m1",{}]"#);
+    t.feed(r#"[null,null,"room:b","m2",{}]"#);
+    t.feed(r#"[null,null,"room:nowhere","m3",{}]"#);
+    t.feed(r#"[null,null,"room:a","m4",{}]"#);
+    let mut taken = Vec::new();
+    let mut take = |t: &mut T| t.s.poll_message_with(|m| taken.push(m.event.to_string()));
+    assert_eq!(t.s.peek_message(), Some(a));
+    assert!(take(&mut t));
+    assert_eq!(t.s.peek_message(), Some(b));
+    assert!(take(&mut t));
+    assert_eq!(t.s.peek_message(), None);
+    assert!(!take(&mut t), "the next event is not a message");
+    assert!(matches!(
+        t.s.poll_event(),
+        Some(Event::Unexpected(Unexpected::UnknownTopic { .. }))
+    ));
+    assert_eq!(t.s.peek_message(), Some(a));
+    assert!(take(&mut t));
+    assert!(!take(&mut t));
+    assert_eq!(taken, ["m1", "m2", "m4"]);
+    assert!(t.s.poll_event().is_none());
+}
+
+/// Queues grown by a batch of frames drained at once give their buffers back on request,
+/// once empty, and never drop what waits in them.
+#[test]
+fn queues_sized_for_a_burst_shrink_once_drained() {
+    let mut t = T::new();
+    t.open();
+    t.joined("room:a");
+    t.take_events();
+    for i in 0..1_000 {
+        t.feed(&format!(r#"[null,null,"room:a","m{i}",{{}}]"#));
+    }
+    assert!(t.s.events.capacity() >= 1_000);
+    t.s.shrink_queues();
+    assert_eq!(t.s.events.len(), 1_000, "nothing waiting is dropped");
+    let mut left = 0;
+    while t.s.poll_message_with(|_| left += 1) {}
+    assert_eq!(left, 1_000);
+    t.s.shrink_queues();
+    assert!(t.s.events.capacity() <= QUEUE_KEEP);
+    // A queue that never outgrew the allowance keeps its buffer.
+    t.feed(r#"[null,null,"room:a","m",{}]"#);
+    let kept = t.s.events.capacity();
+    assert!(t.s.poll_message_with(|_| {}));
+    t.s.shrink_queues();
+    assert_eq!(t.s.events.capacity(), kept);
+    assert!(kept > 0);
 }
