@@ -74,6 +74,10 @@ impl<T> Batch<T> {
         self.0.clear();
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Frees the buffer if it is empty and sized for a burst.
     pub(crate) fn trim(&mut self) {
         drop(take_if_large(&mut self.0));
