@@ -2146,3 +2146,79 @@ fn queues_sized_for_a_burst_shrink_once_drained() {
     assert_eq!(t.s.events.capacity(), kept);
     assert!(kept > 0);
 }
+
+/// Draining once after a batch of frames, messages through `poll_message_with`, yields the
+/// events and orders that draining after every frame does, in the same order.
+#[test]
+fn a_batch_drained_at_once_yields_what_frame_by_frame_draining_does() {
+    let start = Instant::now();
+    let setup = || {
+        let mut t = T::starting_at(config(), start);
+        t.open();
+        let a = t.joined("room:a");
+        let b = t.joined("room:b");
+        let p = t.push(a, "ping");
+        t.take_events();
+        t.take_frames();
+        let jr = |ch| t.s.channel(ch).unwrap().join_ref().unwrap().to_string();
+        let (ja, jb) = (jr(a), jr(b));
+        let frames = vec![
+            r#"[null,null,"room:a","m1",{}]"#.to_owned(),
+            r#"[null,null,"room:b","m2",{}]"#.to_owned(),
+            ok_reply(&ja, &p.to_string(), "room:a", r#"{"n":1}"#),
+            r#"[null,null,"room:nowhere","m3",{}]"#.to_owned(),
+            r#"[null,null,"room:a","m4",{}]"#.to_owned(),
+            format!(r#"["{jb}","{jb}","room:b","phx_error",{{}}]"#),
+            r#"[null,null,"room:b","m5",{}]"#.to_owned(),
+            "not a frame".to_owned(),
+            r#"[null,null,"room:a","m6",{}]"#.to_owned(),
+            format!(r#"["{ja}","{ja}","room:a","phx_close",{{}}]"#),
+        ];
+        (t, frames)
+    };
+    let feed = |t: &mut T, frame: &str| {
+        let conn = t.conn.unwrap();
+        let _ =
+            t.s.handle_frame(t.now, conn, Frame::Text(frame.to_owned().into()));
+    };
+
+    let (mut one, frames) = setup();
+    let mut each = Vec::new();
+    for f in &frames {
+        feed(&mut one, f);
+        each.extend(std::iter::from_fn(|| one.s.poll_transmit()));
+        one.drain();
+    }
+    let each_events = one.take_events();
+
+    let (mut batch, frames) = setup();
+    for f in &frames {
+        feed(&mut batch, f);
+    }
+    let at_once: Vec<Transmit> = std::iter::from_fn(|| batch.s.poll_transmit()).collect();
+    let mut events = Vec::new();
+    loop {
+        if let Some(channel) = batch.s.peek_message() {
+            assert!(
+                batch
+                    .s
+                    .poll_message_with(|message| events.push(Event::Message { channel, message }))
+            );
+        } else if let Some(e) = batch.s.poll_event() {
+            events.push(e);
+        } else {
+            break;
+        }
+    }
+    assert_eq!(events, each_events);
+    assert_eq!(at_once, each);
+    let messages = events
+        .iter()
+        .filter(|e| matches!(e, Event::Message { .. }))
+        .count();
+    assert_eq!(
+        messages, 4,
+        "m1, m2, m4 and m6; m3 has no channel, m5 came after phx_error"
+    );
+    assert!(events.iter().any(|e| matches!(e, Event::Replied { .. })));
+}
