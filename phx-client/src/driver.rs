@@ -891,26 +891,16 @@ impl<R: Runtime> State<R> {
             }
         }
         loop {
-            // A message for a channel read by its stream alone moves straight into the batch.
-            if let Some(channel) = self.core.peek_message()
-                && self.batch_for(channel) == Some(true)
-            {
-                let batch = &mut self.batch;
-                any |= self.core.poll_message_with(|m| batch.push(m));
-                continue;
-            }
-            let Some(event) = self.core.poll_event() else {
+            if let Some(channel) = self.core.peek_message() {
+                self.take_message(channel);
+            } else if let Some(event) = self.core.poll_event() {
+                // Messages before the event reach their streams before it.
+                self.flush_messages(false);
+                self.dispatch(event);
+            } else {
                 break;
-            };
-            any = true;
-            match event {
-                Event::Message { channel, message } => self.deliver(channel, message),
-                other => {
-                    // Messages before the event reach their streams before it.
-                    self.flush_messages(false);
-                    self.dispatch(other);
-                }
             }
+            any = true;
         }
         if self.conn.is_none() && self.dial.is_none() {
             self.answer_disconnects();
@@ -923,7 +913,9 @@ impl<R: Runtime> State<R> {
     fn dispatch(&mut self, event: Event) {
         match event {
             Event::Message { channel, message } => {
-                self.deliver(channel, message);
+                if let Some(plain) = self.batch_for(channel) {
+                    self.queue_message(channel, message, plain);
+                }
                 self.flush_messages(self.read_dry);
                 return;
             }
@@ -1040,31 +1032,50 @@ impl<R: Runtime> State<R> {
         }
     }
 
-    /// Hands `message` to the channel's extra subscribers, and queues it for the channel's
-    /// stream: consecutive messages of one channel reach its stream in one batch (one lock, one
-    /// wake-up), moved rather than cloned.
-    fn deliver(&mut self, channel: ChannelId, mut message: Message) {
+    /// Takes the core's next event, a message for `channel`, into the channel's batch:
+    /// consecutive messages of one channel reach its stream in one batch (one lock, one
+    /// wake-up). A message for a channel read by its stream alone moves straight from the
+    /// core's queue into the batch.
+    fn take_message(&mut self, channel: ChannelId) {
         match self.batch_for(channel) {
-            None => return,
-            Some(true) => {}
+            Some(true) => {
+                let batch = &mut self.batch;
+                self.core.poll_message_with(|m| batch.push(m));
+            }
             Some(false) => {
-                // A message for several streams is checked once, here, so that a malformed one
-                // is counted and reported once; a channel's only stream checks its own.
-                if !self.registry.admit(&mut message) {
-                    return;
+                let mut taken = None;
+                self.core.poll_message_with(|m| taken = Some(m));
+                if let Some(message) = taken {
+                    self.queue_message(channel, message, false);
                 }
-                let Some(entry) = self.channels.get(&channel) else {
-                    return;
-                };
-                for (filter, sub) in entry.subscribers() {
-                    if filter
-                        .as_deref()
-                        .is_none_or(|f| f == message.event.as_str())
-                        && let Some(inbox) = sub.upgrade()
-                        && let Some(w) = inbox.push(message.clone())
-                    {
-                        self.wake.push(w);
-                    }
+            }
+            None => {
+                self.core.poll_message_with(drop);
+            }
+        }
+    }
+
+    /// Queues `message` for the batch `batch_for` made `channel`'s, handing it first to the
+    /// channel's extra subscribers unless the stream is its only reader (`plain`); moved
+    /// rather than cloned into the batch.
+    fn queue_message(&mut self, channel: ChannelId, mut message: Message, plain: bool) {
+        if !plain {
+            // A message for several streams is checked once, here, so that a malformed one
+            // is counted and reported once; a channel's only stream checks its own.
+            if !self.registry.admit(&mut message) {
+                return;
+            }
+            let Some(entry) = self.channels.get(&channel) else {
+                return;
+            };
+            for (filter, sub) in entry.subscribers() {
+                if filter
+                    .as_deref()
+                    .is_none_or(|f| f == message.event.as_str())
+                    && let Some(inbox) = sub.upgrade()
+                    && let Some(w) = inbox.push(message.clone())
+                {
+                    self.wake.push(w);
                 }
             }
         }
