@@ -114,16 +114,15 @@ impl T {
     }
 
     fn recv(&mut self, text: &str) {
-        self.feed(text);
+        self.feed(text).unwrap();
         self.drain();
     }
 
     /// Feeds a text frame without draining what it produced.
-    fn feed(&mut self, text: &str) {
+    fn feed(&mut self, text: &str) -> Result<(), DecodeError> {
         let conn = self.conn.unwrap();
         self.s
             .handle_frame(self.now, conn, Frame::Text(text.to_owned().into()))
-            .unwrap();
     }
 
     fn join(&mut self, topic: &str) -> ChannelId {
@@ -2096,10 +2095,10 @@ fn messages_taken_one_by_one_keep_their_place_among_events() {
     let a = t.joined("room:a");
     let b = t.joined("room:b");
     t.take_events();
-    t.feed(r#"[null,null,"room:a","m1",{}]"#);
-    t.feed(r#"[null,null,"room:b","m2",{}]"#);
-    t.feed(r#"[null,null,"room:nowhere","m3",{}]"#);
-    t.feed(r#"[null,null,"room:a","m4",{}]"#);
+    t.feed(r#"[null,null,"room:a","m1",{}]"#).unwrap();
+    t.feed(r#"[null,null,"room:b","m2",{}]"#).unwrap();
+    t.feed(r#"[null,null,"room:nowhere","m3",{}]"#).unwrap();
+    t.feed(r#"[null,null,"room:a","m4",{}]"#).unwrap();
     let mut taken = Vec::new();
     let mut take = |t: &mut T| t.s.poll_message_with(|m| taken.push(m.event.to_string()));
     assert_eq!(t.s.peek_message(), Some(a));
@@ -2128,7 +2127,8 @@ fn queues_sized_for_a_burst_shrink_once_drained() {
     t.joined("room:a");
     t.take_events();
     for i in 0..1_000 {
-        t.feed(&format!(r#"[null,null,"room:a","m{i}",{{}}]"#));
+        t.feed(&format!(r#"[null,null,"room:a","m{i}",{{}}]"#))
+            .unwrap();
     }
     assert!(t.s.events.capacity() >= 1_000);
     t.s.shrink_queues();
@@ -2139,7 +2139,7 @@ fn queues_sized_for_a_burst_shrink_once_drained() {
     t.s.shrink_queues();
     assert!(t.s.events.capacity() <= QUEUE_KEEP);
     // A queue that never outgrew the allowance keeps its buffer.
-    t.feed(r#"[null,null,"room:a","m",{}]"#);
+    t.feed(r#"[null,null,"room:a","m",{}]"#).unwrap();
     let kept = t.s.events.capacity();
     assert!(t.s.poll_message_with(|_| {}));
     t.s.shrink_queues();
@@ -2176,16 +2176,11 @@ fn a_batch_drained_at_once_yields_what_frame_by_frame_draining_does() {
         ];
         (t, frames)
     };
-    let feed = |t: &mut T, frame: &str| {
-        let conn = t.conn.unwrap();
-        let _ =
-            t.s.handle_frame(t.now, conn, Frame::Text(frame.to_owned().into()));
-    };
-
     let (mut one, frames) = setup();
     let mut each = Vec::new();
     for f in &frames {
-        feed(&mut one, f);
+        // One frame is malformed: refused, counted and reported, as in a driver.
+        let _ = one.feed(f);
         each.extend(std::iter::from_fn(|| one.s.poll_transmit()));
         one.drain();
     }
@@ -2193,7 +2188,7 @@ fn a_batch_drained_at_once_yields_what_frame_by_frame_draining_does() {
 
     let (mut batch, frames) = setup();
     for f in &frames {
-        feed(&mut batch, f);
+        let _ = batch.feed(f);
     }
     let at_once: Vec<Transmit> = std::iter::from_fn(|| batch.s.poll_transmit()).collect();
     let mut events = Vec::new();
