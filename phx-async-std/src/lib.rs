@@ -175,6 +175,12 @@ impl phx_client::Runtime for AsyncStd {
         async_std::task::spawn(future);
     }
 
+    fn reads_on_caller(&self) -> bool {
+        // `block_on` runs async-io's reactor on the caller's thread: a caller that reads its
+        // own reply is woken there directly.
+        true
+    }
+
     fn context(&self) -> Option<u64> {
         // One global executor, and async-io's timers work from any thread.
         Some(0)

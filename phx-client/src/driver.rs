@@ -23,6 +23,7 @@ use tungstenite::{Error as WsError, Message as WsMessage};
 use crate::error::{ConnectError, JoinError, LeaveError, PushError};
 use crate::inbox::{self, Batch, Inbox};
 use crate::oneshot;
+use crate::route::Route;
 use crate::runtime::Runtime;
 use crate::socket::{ChannelShared, Credentials, ExtraSubs, Options, Registry, Reply, Subscriber};
 use crate::tls::TlsConnector;
@@ -155,18 +156,43 @@ pub struct Driver<R: Runtime> {
 pub(crate) trait Direct: Send + Sync {
     /// Carries out `cmd` now if the driver is idle and its timers can be set from this thread;
     /// otherwise hands it back, for the command queue.
-    fn try_apply(&self, cmd: Command) -> Result<(), Command>;
+    ///
+    /// With `holder`, the waker of a task that will wait for the reply to the push in `cmd`:
+    /// if the push is the only one waiting, the runtime wants callers to read their replies
+    /// and the driver has nothing left to read, that task becomes the socket's holder
+    /// ([`Route`]) before the push is written, so the reply wakes it rather than the driver; it
+    /// reads it in [`Direct::holder_turn`]. Returns the route and the holder's ticket then.
+    fn try_apply(&self, cmd: Command, holder: Option<&Waker>) -> Result<Option<Held>, Command>;
+
+    /// The holder's turn after the socket woke it: a driver turn on the caller's task. If the
+    /// driver is busy, it is woken to read instead.
+    fn holder_turn(&self, route: &Route, ticket: u64);
 }
 
 impl<R: Runtime> Direct for Mutex<State<R>> {
-    fn try_apply(&self, cmd: Command) -> Result<(), Command> {
+    fn try_apply(&self, cmd: Command, holder: Option<&Waker>) -> Result<Option<Held>, Command> {
         // Never wait for the driver: when it is running, it reads the queue soon anyway.
         match self.try_lock() {
-            Ok(mut state) => state.apply_direct(cmd),
+            Ok(mut state) => state.apply_direct(cmd, holder),
             Err(_) => Err(cmd),
         }
     }
+
+    fn holder_turn(&self, route: &Route, ticket: u64) {
+        match self.try_lock() {
+            Ok(mut state) => {
+                if route.take_woken(ticket) {
+                    state.holder_turn();
+                }
+            }
+            // The driver is running; it reads what woke the holder on its next turn.
+            Err(_) => route.wake_driver(),
+        }
+    }
 }
+
+/// A task's hold on the socket ([`Direct::try_apply`]): the route and the holder's ticket.
+pub(crate) type Held = (Arc<Route>, u64);
 
 /// Whether a turn fires the core's due deadlines.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -236,6 +262,10 @@ struct State<R: Runtime> {
     waker: Option<Waker>,
     /// The executor the driver runs in ([`Runtime::context`]), from its first poll.
     context: Option<u64>,
+    /// Where the WebSocket's wake-ups go (the driver, or a caller reading its own reply).
+    route: Arc<Route>,
+    /// The waker every poll of the WebSocket registers: the route's.
+    io_waker: Waker,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -250,6 +280,8 @@ impl<R: Runtime> Driver<R> {
     ) -> Self {
         let now = rt.now();
         let span = tracing::info_span!("phx.socket", url = %config.redacted_url(), seed);
+        let route = Arc::new(Route::default());
+        let io_waker = Waker::from(route.clone());
         Self {
             state: Arc::new(Mutex::new(State {
                 core: phx_proto::Socket::new(config, now),
@@ -286,6 +318,8 @@ impl<R: Runtime> Driver<R> {
                 shares_thread: None,
                 waker: None,
                 context: None,
+                route,
+                io_waker,
             })),
         }
     }
@@ -326,6 +360,7 @@ impl<R: Runtime> Future for Driver<R> {
             .is_some_and(|w| w.will_wake(cx.waker()))
         {
             state.waker = Some(cx.waker().clone());
+            state.route.set_driver(cx.waker());
         }
         let span = state.span.clone();
         let _entered = span.enter();
@@ -346,7 +381,11 @@ impl<R: Runtime> State<R> {
     /// Taken only while no push awaits its reply: a lone request saves a thread hop, while
     /// pipelined pushes are left to the driver, which writes a whole batch with one system
     /// call where the shortcut would make one per push.
-    fn apply_direct(&mut self, cmd: Command) -> Result<(), Command> {
+    fn apply_direct(
+        &mut self,
+        cmd: Command,
+        holder: Option<&Waker>,
+    ) -> Result<Option<Held>, Command> {
         let Some(waker) = self.waker.clone() else {
             return Err(cmd);
         };
@@ -371,6 +410,14 @@ impl<R: Runtime> State<R> {
         } else {
             Some(cmd)
         };
+        // Before the push is written: its reply cannot come before the holder is in place.
+        let held = match holder {
+            Some(waker) if back.is_none() && self.may_hold() => self
+                .route
+                .hold(waker)
+                .map(|ticket| (self.route.clone(), ticket)),
+            _ => None,
+        };
         // Due deadlines are left to the driver, which reads waiting frames first: a reply
         // already received beats its push's deadline (PROTOCOL.md §10.4, rule 6).
         let (_, due) = self.settle(&mut cx, Timers::LeaveDue);
@@ -380,7 +427,39 @@ impl<R: Runtime> State<R> {
         if back.is_some() || due || self.lifecycle() != before {
             waker.wake();
         }
-        back.map_or(Ok(()), Err)
+        match back {
+            Some(cmd) => Err(cmd),
+            None => Ok(held),
+        }
+    }
+
+    /// Whether the caller of the push just applied may hold the socket and read its reply
+    /// itself (see [`Direct::try_apply`]; `apply_direct` has checked that the caller runs in
+    /// the driver's executor): the runtime asks for it, the push is the only one waiting, the
+    /// connection is open and the last read found nothing more (what arrives next wakes the
+    /// holder).
+    fn may_hold(&self) -> bool {
+        self.rt.reads_on_caller()
+            && self.read_dry
+            && self.pushes.len() == 1
+            && self.conn.as_ref().is_some_and(|c| c.closing.is_none())
+    }
+
+    /// A driver turn on the holder's task, with the driver's waker for its timer and command
+    /// queue (the socket's wake-ups keep going through the route). The driver is woken if the
+    /// turn leaves it something only its own task does (a dial, a close, the end) or more to
+    /// read than a turn takes.
+    fn holder_turn(&mut self) {
+        let Some(waker) = self.waker.clone() else {
+            return;
+        };
+        let span = self.span.clone();
+        let _entered = span.enter();
+        let before = self.lifecycle();
+        let mut cx = Context::from_waker(&waker);
+        if self.poll_drive(&mut cx).is_ready() || self.lifecycle() != before {
+            waker.wake();
+        }
     }
 
     /// The rest of a turn, once frames are read and commands taken: the timer, the core's
@@ -444,7 +523,7 @@ impl<R: Runtime> State<R> {
             let current = self.conn.as_ref().map(|c| c.id);
             if current.is_none() || current != read_waiting {
                 let limit = reads_left.min(read_batch);
-                let (read, ended, waiting) = self.poll_read(cx, limit);
+                let (read, ended, waiting) = self.poll_read(limit);
                 reads_left -= read;
                 progress |= read > 0 || ended;
                 read_waiting = if waiting { current } else { None };
@@ -492,7 +571,9 @@ impl<R: Runtime> State<R> {
     /// README's "Benchmarks" for what it gained.
     /// Returns the frames read, whether the connection ended, and whether its stream returned
     /// `Pending` (so it will wake the driver when more arrives).
-    fn poll_read(&mut self, cx: &mut Context<'_>, limit: usize) -> (usize, bool, bool) {
+    fn poll_read(&mut self, limit: usize) -> (usize, bool, bool) {
+        let io_waker = self.io_waker.clone();
+        let cx = &mut Context::from_waker(&io_waker);
         let mut read = 0;
         let mut ended = None;
         let mut waiting = false;
@@ -794,10 +875,11 @@ impl<R: Runtime> State<R> {
             self.outbox.clear();
             return false;
         };
+        let io = &mut Context::from_waker(&self.io_waker);
         let mut wrote = false;
         let mut failed = None;
         while !self.outbox.is_empty() {
-            match Pin::new(&mut conn.ws).poll_ready(cx) {
+            match Pin::new(&mut conn.ws).poll_ready(io) {
                 Poll::Ready(Ok(())) => {
                     if let Some(msg) = self.outbox.pop_front()
                         && let Err(e) = Pin::new(&mut conn.ws).start_send(msg)
@@ -816,7 +898,7 @@ impl<R: Runtime> State<R> {
             }
         }
         if failed.is_none() && conn.needs_flush {
-            match Pin::new(&mut conn.ws).poll_flush(cx) {
+            match Pin::new(&mut conn.ws).poll_flush(io) {
                 Poll::Ready(Ok(())) => conn.needs_flush = false,
                 Poll::Ready(Err(e)) => failed = Some(e),
                 Poll::Pending => {}

@@ -52,6 +52,14 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         None
     }
 
+    /// Whether a task waiting for the reply to a lone push should read it from the socket
+    /// itself rather than leave it to the driver's task. Worth it where the caller's
+    /// `block_on` runs the reactor (async-std): the reply then reaches the caller with no
+    /// thread hop instead of two. The default says no.
+    fn reads_on_caller(&self) -> bool {
+        false
+    }
+
     /// Asks to be polled again after the executor's other ready tasks have had their turn
     /// (used when [`Runtime::shares_thread`], and when a message stream the driver fed is half
     /// full, in case its reader waits for this thread). The default wakes the task at once.

@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,10 +21,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::driver::{Command, Direct, Driver};
+use crate::driver::{Command, Direct, Driver, Held};
 use crate::error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};
 use crate::inbox::{self, Inbox, Receiver, Source};
 use crate::oneshot;
+use crate::route::OwnReply;
 use crate::runtime::Runtime;
 use crate::tls::TlsOptions;
 
@@ -527,7 +529,7 @@ impl Registry {
         );
         self.invalid_payloads.fetch_add(1, Ordering::Relaxed);
         let event = Event::Unexpected(Unexpected::InvalidFrame(error));
-        inbox::offer(&self.event_subscribers(), &event, std::task::Waker::wake);
+        inbox::offer(&self.event_subscribers(), &event, Waker::wake);
         false
     }
 
@@ -574,9 +576,19 @@ impl<R: Runtime + Default> Socket<R> {
 
 impl<R> Socket<R> {
     async fn send(&self, command: Command) -> Result<(), SocketClosed> {
+        self.send_holding(command, None).await.map(drop)
+    }
+
+    /// [`Socket::send`] for a push whose caller will wait for the reply, as the task of
+    /// `holder` (see [`Direct::try_apply`]); the hold on the socket if it was given one.
+    async fn send_holding(
+        &self,
+        command: Command,
+        holder: Option<&Waker>,
+    ) -> Result<Option<Held>, SocketClosed> {
         let mut command = match self.shared.direct.upgrade() {
-            Some(direct) => match direct.try_apply(command) {
-                Ok(()) => return Ok(()),
+            Some(direct) => match direct.try_apply(command, holder) {
+                Ok(held) => return Ok(held),
                 Err(command) => command,
             },
             None => command,
@@ -587,7 +599,7 @@ impl<R> Socket<R> {
         let mut own = {
             let mut shared = self.shared.commands();
             match shared.try_send(command) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(None),
                 Err(e) if e.is_disconnected() => return Err(SocketClosed),
                 Err(e) => {
                     command = e.into_inner();
@@ -595,7 +607,8 @@ impl<R> Socket<R> {
                 }
             }
         };
-        own.send(command).await.map_err(|_| SocketClosed)
+        own.send(command).await.map_err(|_| SocketClosed)?;
+        Ok(None)
     }
 
     async fn ask<T>(
@@ -962,18 +975,25 @@ impl<R> Channel<R> {
         timeout: Option<Duration>,
     ) -> Result<Reply, PushError> {
         let (tx, rx) = oneshot::channel();
-        self.socket
-            .send(Command::Push {
-                channel: self.id,
-                event: event.to_owned(),
-                payload,
-                timeout,
-                reply: Some(tx),
-                accepted: None,
-            })
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let held = self
+            .socket
+            .send_holding(
+                Command::Push {
+                    channel: self.id,
+                    event: event.to_owned(),
+                    payload,
+                    timeout,
+                    reply: Some(tx),
+                    accepted: None,
+                },
+                Some(&waker),
+            )
             .await
             .map_err(|_| PushError::SocketClosed)?;
-        rx.await.map_err(|_| PushError::SocketClosed)?
+        OwnReply::new(rx, self.socket.shared.direct.clone(), held)
+            .await
+            .map_err(|_| PushError::SocketClosed)?
     }
 
     /// Pushes raw bytes in a V2 binary frame, and waits for the reply.
