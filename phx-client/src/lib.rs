@@ -41,6 +41,8 @@ mod oneshot;
 mod route;
 mod runtime;
 mod socket;
+#[cfg(test)]
+mod test_wake;
 mod tls;
 mod transport;
 

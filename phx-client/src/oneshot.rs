@@ -113,20 +113,8 @@ impl<T> Drop for Receiver<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-
     use super::*;
-
-    /// Counts its wake-ups.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::test_wake::Count;
 
     fn poll<T>(rx: &mut Receiver<T>, waker: &Waker) -> Poll<Result<T, Canceled>> {
         Pin::new(rx).poll(&mut Context::from_waker(waker))
@@ -146,7 +134,7 @@ mod tests {
         assert_eq!(poll(&mut rx, &waker), Poll::Pending);
         assert_eq!(poll(&mut rx, &waker), Poll::Pending);
         assert_eq!(tx.send(2), Ok(()));
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.get(), 1);
         assert_eq!(poll(&mut rx, &waker), Poll::Ready(Ok(2)));
     }
 
@@ -157,7 +145,7 @@ mod tests {
         let (tx, mut rx) = channel::<u8>();
         assert_eq!(poll(&mut rx, &waker), Poll::Pending);
         drop(tx);
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.get(), 1);
         assert_eq!(poll(&mut rx, &waker), Poll::Ready(Err(Canceled)));
     }
 
@@ -175,8 +163,8 @@ mod tests {
         assert_eq!(poll(&mut rx, &Waker::from(first.clone())), Poll::Pending);
         assert_eq!(poll(&mut rx, &Waker::from(second.clone())), Poll::Pending);
         tx.send(()).unwrap();
-        assert_eq!(first.0.load(Ordering::SeqCst), 0);
-        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        assert_eq!(first.get(), 0);
+        assert_eq!(second.get(), 1);
     }
 
     #[test]

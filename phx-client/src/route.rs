@@ -199,24 +199,14 @@ impl<T> Drop for OwnReply<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::test_wake::Count;
 
     fn counter() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count::default());
-        (c.clone(), Waker::from(c))
+        Count::waker()
     }
 
     fn woken(c: &Count) -> usize {
-        c.0.load(Ordering::SeqCst)
+        c.get()
     }
 
     #[test]
