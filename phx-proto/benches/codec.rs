@@ -96,6 +96,21 @@ fn codec(c: &mut Criterion) {
     });
     g.finish();
 
+    // The flood benchmark's broadcast: its envelope decoded with the payload check deferred,
+    // and that check on its own (the half a channel stream's consumer pays).
+    let flood = Frame::Text(Bytes::from_static(
+        br#"[null,null,"room:lobby","msg",{"user":"alice","body":"hello there, a benchmark message","id":12345,"ts":1795433193,"ok":true}]"#,
+    ));
+    let mut g = c.benchmark_group("flood_broadcast");
+    g.bench_function("decode_deferred", |b| {
+        b.iter(|| V2Json.decode_deferred(black_box(&flood)).unwrap())
+    });
+    let deferred = V2Json.decode_deferred(&flood).unwrap().payload;
+    g.bench_function("payload_check", |b| {
+        b.iter(|| black_box(deferred.clone()).check().unwrap())
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("encode_push");
     let payload = Payload::from_json(r#"{"body":"hello there","n":1}"#).unwrap();
     let msg = Message::new(

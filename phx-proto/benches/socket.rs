@@ -25,8 +25,15 @@ fn topic(i: usize) -> String {
 }
 
 fn open_socket(now: Instant) -> (Socket, ConnectionId) {
+    open_socket_with(now, false)
+}
+
+/// An open socket; `deferred`: payload checks left to the consumer, as phx-client's driver
+/// asks.
+fn open_socket_with(now: Instant, deferred: bool) -> (Socket, ConnectionId) {
     let config = Config::builder("ws://bench.example/socket")
         .unwrap()
+        .defer_payload_checks(deferred)
         .build()
         .unwrap();
     let mut s = Socket::new(config, now);
@@ -99,6 +106,32 @@ fn routing(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// What phx-client's driver asks of the core for each broadcast of a flood: decode it with the
+/// payload check deferred, route it, and take the message out (into a batch, as the driver
+/// does).
+fn deliver(c: &mut Criterion) {
+    let now = Instant::now();
+    let (mut s, conn) = open_socket_with(now, true);
+    join_all(&mut s, conn, now, 1);
+    let frame = Frame::Text(
+        format!(
+            r#"[null,null,"{}","msg",{{"user":"alice","body":"hello there, a benchmark message","id":12345,"ts":1795433193,"ok":true}}]"#,
+            topic(0)
+        )
+        .into(),
+    );
+    let mut batch = std::collections::VecDeque::with_capacity(256);
+    c.bench_function("deliver_broadcast", |b| {
+        b.iter(|| {
+            s.handle_frame(now, conn, frame.clone()).unwrap();
+            while s.poll_message_with(|m| batch.push_back(m)) {}
+            if batch.len() == 256 {
+                batch.clear();
+            }
+        })
+    });
 }
 
 fn memory() {
@@ -224,6 +257,7 @@ fn main() {
     push_allocations();
     let mut c = Criterion::default().configure_from_args();
     routing(&mut c);
+    deliver(&mut c);
     push_reply(&mut c);
     c.final_summary();
 }
