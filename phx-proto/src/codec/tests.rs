@@ -494,6 +494,12 @@ fn arb_payload() -> impl Strategy<Value = Payload> {
     ]
 }
 
+/// An envelope field: plain ASCII, as Phoenix's topics, events and refs nearly always are,
+/// or any string.
+fn envelope_field() -> impl Strategy<Value = String> {
+    prop_oneof![3 => "[a-z0-9:_/ -]{0,16}", 1 => arb_field()]
+}
+
 fn opt_field() -> impl Strategy<Value = Option<ByteStr>> {
     proptest::option::of(arb_field().prop_map(ByteStr::from))
 }
@@ -650,6 +656,45 @@ proptest! {
         prop_assert_eq!(full.is_ok(), deferred.is_ok(), "{:?}: {:?} / {:?}", frame, full, deferred);
         if let (Ok(a), Ok(b)) = (full, deferred) {
             prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn the_compact_envelope_path_agrees_with_the_general_one(
+        join_ref in proptest::option::of(envelope_field()),
+        ref_ in proptest::option::of(envelope_field()),
+        topic in envelope_field(),
+        event in envelope_field(),
+        value in arb_json(), flip in any::<prop::sample::Index>(),
+        byte in prop_oneof![
+            Just(b'"'), Just(b','), Just(b'n'), Just(b'\\'), Just(b' '), Just(b']'), Just(0x80u8),
+            any::<u8>(),
+        ],
+        mutate in any::<bool>(),
+    ) {
+        // Phoenix writes envelopes without white space, which the compact path reads; one
+        // space after the `[` sends the same frame down the general path.
+        let payload = Payload::json(&value).unwrap();
+        let msg = Message::new(
+            join_ref.map(ByteStr::from),
+            ref_.map(ByteStr::from),
+            topic.as_str(),
+            event.as_str(),
+            payload.clone(),
+        );
+        let mut v = V2Json.encode(&msg).unwrap().as_bytes().to_vec();
+        if mutate {
+            // Somewhere in the envelope, before the payload.
+            let envelope = v.len() - payload.as_bytes().len() - 1;
+            v[1 + flip.index(envelope - 1)] = byte;
+        }
+        let spaced = [&b"[ "[..], &v[1..]].concat();
+        let compact = Frame::Text(Bytes::from(v));
+        let general = Frame::Text(Bytes::from(spaced));
+        prop_assert_eq!(V2Json.decode(&compact).ok(), V2Json.decode(&general).ok());
+        prop_assert_eq!(decode_then_check(&compact).ok(), decode_then_check(&general).ok());
+        if !mutate && event != PHX_REPLY {
+            prop_assert_eq!(V2Json.decode(&compact).map(|m| m.topic), Ok(msg.topic));
         }
     }
 

@@ -83,6 +83,41 @@ fn last_element(s: &mut Scanner<'_>, frame: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// The four envelope fields of a frame written as Phoenix writes them, read without the
+/// general scanner's white space and error handling: no white space, each field plain ASCII
+/// between quotes (the refs may be `null`), one comma after each. The scanner is left at the
+/// payload. `None` on anything else, with the scanner anywhere: the general path then reads
+/// the frame from the start, and says what is wrong if anything is.
+#[inline]
+fn compact_fields(
+    s: &mut Scanner<'_>,
+    frame: &Bytes,
+) -> Option<(Option<ByteStr>, Option<ByteStr>, ByteStr, ByteStr)> {
+    fn field(s: &mut Scanner<'_>, frame: &[u8], nullable: bool) -> Option<Option<(usize, usize)>> {
+        let at = s.pos();
+        let found = match frame.get(at) {
+            Some(b'"') => Some(s.ascii_string()?),
+            Some(b'n') if nullable && frame.get(at..at + 4) == Some(b"null") => {
+                s.seek(at + 4);
+                None
+            }
+            _ => return None,
+        };
+        if frame.get(s.pos()) != Some(&b',') {
+            return None;
+        }
+        s.bump();
+        Some(found)
+    }
+    let join_ref = field(s, frame, true)?;
+    let ref_ = field(s, frame, true)?;
+    let topic = field(s, frame, false)??;
+    let event = field(s, frame, false)??;
+    // Slices only once the whole envelope is known to fit: each one counts a reference.
+    let text = |(a, b): (usize, usize)| ByteStr::from_ascii(frame.slice(a..b));
+    Some((join_ref.map(text), ref_.map(text), text(topic), text(event)))
+}
+
 /// Decodes `[join_ref, ref, topic, event, payload]` as `mode` says.
 fn decode_text(frame: &Bytes, mode: Mode) -> Result<Message, DecodeError> {
     let mut s = Scanner::new(frame);
@@ -96,17 +131,24 @@ fn decode_text(frame: &Bytes, mode: Mode) -> Result<Message, DecodeError> {
             });
         }
     }
-    if s.peek() == Some(b']') {
-        return Err(DecodeError::Arity { found: 0 });
-    }
-    let join_ref = opt_string_field(&mut s, frame, "join_ref")?;
-    separator(&mut s, 1)?;
-    let ref_ = opt_string_field(&mut s, frame, "ref")?;
-    separator(&mut s, 2)?;
-    let topic = string_field(&mut s, frame, "topic")?;
-    separator(&mut s, 3)?;
-    let event = string_field(&mut s, frame, "event")?;
-    separator(&mut s, 4)?;
+    let (join_ref, ref_, topic, event) = match compact_fields(&mut s, frame) {
+        Some(fields) => fields,
+        None => {
+            s.seek(1);
+            if s.peek() == Some(b']') {
+                return Err(DecodeError::Arity { found: 0 });
+            }
+            let join_ref = opt_string_field(&mut s, frame, "join_ref")?;
+            separator(&mut s, 1)?;
+            let ref_ = opt_string_field(&mut s, frame, "ref")?;
+            separator(&mut s, 2)?;
+            let topic = string_field(&mut s, frame, "topic")?;
+            separator(&mut s, 3)?;
+            let event = string_field(&mut s, frame, "event")?;
+            separator(&mut s, 4)?;
+            (join_ref, ref_, topic, event)
+        }
+    };
     let (payload, status) = if mode != Mode::Client && event == PHX_REPLY {
         let (status, (a, b)) = reply_fields(&mut s, frame)?;
         (Payload::json_unchecked(frame.slice(a..b)), Some(status))
