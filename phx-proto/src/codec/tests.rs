@@ -295,6 +295,20 @@ fn decode_then_check(frame: &Frame) -> Result<Message, DecodeError> {
 }
 
 #[test]
+fn v2_envelopes_with_white_space_decode_as_compact_ones_do() {
+    let compact = V2Json
+        .decode(&text(r#"["1","2","t","e",{"a":1}]"#))
+        .unwrap();
+    for spaced in [
+        r#" ["1","2","t","e",{"a":1}]"#,
+        r#"[ "1","2","t","e",{"a":1}]"#,
+        " \n[ \"1\" ,\"2\", \"t\",\t\"e\" , {\"a\":1} ] ",
+    ] {
+        assert_eq!(V2Json.decode(&text(spaced)).unwrap(), compact, "{spaced:?}");
+    }
+}
+
+#[test]
 fn v2_deferred_decode_delimits_the_payload_and_the_check_reads_it() {
     let msg = V2Json
         .decode_deferred(&text(r#"[null,null,"t","e", {"a":[1,2]} ]"#))
@@ -689,6 +703,12 @@ proptest! {
             v[1 + flip.index(envelope - 1)] = byte;
         }
         let spaced = [&b"[ "[..], &v[1..]].concat();
+        // White space before the `[` leaves either path where it was.
+        for lead in [&b" "[..], b"\n\t "] {
+            let compact = Frame::Text(Bytes::from([lead, &v[..]].concat()));
+            let general = Frame::Text(Bytes::from([lead, &spaced[..]].concat()));
+            prop_assert_eq!(V2Json.decode(&compact).ok(), V2Json.decode(&general).ok());
+        }
         let compact = Frame::Text(Bytes::from(v));
         let general = Frame::Text(Bytes::from(spaced));
         prop_assert_eq!(V2Json.decode(&compact).ok(), V2Json.decode(&general).ok());

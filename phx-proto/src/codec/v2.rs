@@ -131,10 +131,11 @@ fn decode_text(frame: &Bytes, mode: Mode) -> Result<Message, DecodeError> {
             });
         }
     }
+    let fields_at = s.pos();
     let (join_ref, ref_, topic, event) = match compact_fields(&mut s, frame) {
         Some(fields) => fields,
         None => {
-            s.seek(1);
+            s.seek(fields_at);
             if s.peek() == Some(b']') {
                 return Err(DecodeError::Arity { found: 0 });
             }
