@@ -572,8 +572,7 @@ impl<R: Runtime> State<R> {
     /// Returns the frames read, whether the connection ended, and whether its stream returned
     /// `Pending` (so it will wake the driver when more arrives).
     fn poll_read(&mut self, limit: usize) -> (usize, bool, bool) {
-        let io_waker = self.io_waker.clone();
-        let cx = &mut Context::from_waker(&io_waker);
+        let cx = &mut Context::from_waker(&self.io_waker);
         let mut read = 0;
         let mut ended = None;
         let mut waiting = false;
