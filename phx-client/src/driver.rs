@@ -10,11 +10,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
-use futures::stream::{SplitSink, SplitStream};
-use futures::{Sink, Stream, StreamExt};
+use futures::{Sink, Stream};
 use phx_proto::{
-    ChannelId, CloseReason, Config, ConnectionId, Event, Frame, IdTable, JoinOptions, Message,
-    Payload, PresenceChange, PresenceEntry, PushFailure, PushRef, Stats, Transmit,
+    ChannelId, CloseReason, Config, ConnectionId, Event, IdTable, JoinOptions, Message, Payload,
+    PresenceChange, PresenceEntry, PushFailure, PushRef, Stats, Transmit,
 };
 use tracing::{debug, info, trace, warn};
 use tungstenite::protocol::CloseFrame;
@@ -24,12 +23,11 @@ use tungstenite::{Error as WsError, Message as WsMessage};
 use crate::error::{ConnectError, JoinError, LeaveError, PushError};
 use crate::inbox::{self, Batch, Inbox};
 use crate::oneshot;
-use crate::reader::{After, Handover, Reader};
 use crate::route::Route;
 use crate::runtime::Runtime;
 use crate::socket::{ChannelShared, Credentials, ExtraSubs, Options, Registry, Reply, Subscriber};
 use crate::tls::TlsConnector;
-use crate::transport::{self, Incoming};
+use crate::transport;
 
 /// Frames read per round, at most, before the driver looks at commands and timers again and
 /// hands what it read to the consumers. Each hand-over may wake a consumer, a system call and
@@ -96,11 +94,7 @@ enum Dial<R: Runtime> {
 
 struct Conn<R: Runtime> {
     id: ConnectionId,
-    ws: SplitSink<R::WebSocket, WsMessage>,
-    /// The reading half, while the driver reads it itself; `None` while a [`Reader`] task does.
-    read: Option<SplitStream<R::WebSocket>>,
-    /// Where a reader task leaves what it reads (made at the connection's first flood).
-    handover: Option<Arc<Handover<SplitStream<R::WebSocket>>>>,
+    ws: R::WebSocket,
     needs_flush: bool,
     /// Set once the core has closed this connection: flush, then drop it (or give up at the
     /// deadline).
@@ -117,14 +111,6 @@ struct ChannelEntry {
 struct SubsCache {
     subs: ExtraSubs,
     version: u64,
-}
-
-impl<R: Runtime> Drop for Conn<R> {
-    fn drop(&mut self) {
-        if let Some(handover) = &self.handover {
-            handover.close();
-        }
-    }
 }
 
 impl ChannelEntry {
@@ -254,11 +240,8 @@ struct State<R: Runtime> {
     events_cache: Vec<Weak<Inbox<Event>>>,
     events_version: u64,
     wake: Vec<Waker>,
-    /// Where small received frames are copied (see [`transport::FrameArena`]); a reader task
-    /// takes it while it reads.
+    /// Where small received frames are copied (see [`transport::FrameArena`]).
     arena: transport::FrameArena,
-    /// Frames taken from a reader task's handover, on their way to the core.
-    handed: Vec<Frame>,
     /// Messages for `batch_channel`'s stream, queued in one go by `flush_messages`.
     batch: Batch<Message>,
     batch_channel: Option<ChannelId>,
@@ -326,7 +309,6 @@ impl<R: Runtime> Driver<R> {
                 events_version: u64::MAX,
                 wake: Vec::new(),
                 arena: transport::FrameArena::default(),
-                handed: Vec::new(),
                 batch: Batch::default(),
                 batch_channel: None,
                 read_dry: true,
@@ -387,14 +369,6 @@ impl<R: Runtime> Future for Driver<R> {
             state.waker = None;
         }
         poll
-    }
-}
-
-/// Feeds one received frame to the core.
-fn feed(core: &mut phx_proto::Socket, now: Instant, id: ConnectionId, frame: Frame) {
-    trace!(len = frame.len(), "frame in");
-    if let Err(e) = core.handle_frame(now, id, frame) {
-        debug!(error = %e, "ignored a malformed frame");
     }
 }
 
@@ -589,15 +563,14 @@ impl<R: Runtime> State<R> {
         Poll::Pending
     }
 
-    /// Reads up to `limit` frames from the open connection (or takes them from its reader
-    /// task) and feeds them to the core, then carries out what they produced, in order.
-    /// Draining the core once per round rather than after each frame moves the round's
-    /// messages into their batch in one tight loop, with none of a read's atomic operations
-    /// between them (each of which waits for the stores before it, here into cache lines the
-    /// consumer's core last held); see the README's "Benchmarks" for what it gained. A round
-    /// that fills its batch hands the reading to a task of its own ([`crate::reader`]).
-    /// Returns the frames read, whether the connection ended, and whether its stream (or
-    /// reader) returned `Pending` (so it will wake the driver when more arrives).
+    /// Reads up to `limit` frames from the open connection and feeds them to the core, then
+    /// carries out what they produced, in order. Draining the core once per round rather
+    /// than after each frame moves the round's messages into their batch in one tight loop,
+    /// with none of a read's atomic operations between them (each of which waits for the
+    /// stores before it, here into cache lines the consumer's core last held); see the
+    /// README's "Benchmarks" for what it gained.
+    /// Returns the frames read, whether the connection ended, and whether its stream returned
+    /// `Pending` (so it will wake the driver when more arrives).
     fn poll_read(&mut self, limit: usize) -> (usize, bool, bool) {
         let cx = &mut Context::from_waker(&self.io_waker);
         let mut read = 0;
@@ -609,45 +582,30 @@ impl<R: Runtime> State<R> {
                 break;
             };
             let id = conn.id;
-            let Some(stream) = conn.read.as_mut() else {
-                let Some(handover) = conn.handover.as_ref() else {
-                    break;
-                };
-                let after = handover.take(limit - read, &mut self.handed, &self.io_waker);
-                let taken = self.handed.len();
-                for frame in self.handed.drain(..) {
-                    feed(&mut self.core, now, id, frame);
-                }
-                read += taken;
-                match after {
-                    Some(After::End(reason)) => {
-                        ended = Some((id, reason));
-                        break;
-                    }
-                    Some(After::Back(stream, arena)) => {
-                        conn.read = Some(stream);
-                        self.arena = arena;
-                        self.handed = Vec::new();
-                    }
-                    None if taken == 0 => {
-                        waiting = true;
-                        break;
-                    }
-                    None => {}
-                }
-                continue;
-            };
-            match Pin::new(stream).poll_next(cx) {
-                Poll::Ready(item) => {
+            match Pin::new(&mut conn.ws).poll_next(cx) {
+                Poll::Ready(Some(Ok(msg))) => {
                     read += 1;
-                    match transport::incoming(item, &mut self.arena) {
-                        Incoming::Frame(frame) => feed(&mut self.core, now, id, frame),
-                        Incoming::Control => {}
-                        Incoming::End(reason) => {
-                            ended = Some((id, reason));
-                            break;
+                    if let WsMessage::Close(frame) = msg {
+                        ended = Some((id, transport::close_frame(frame)));
+                        break;
+                    }
+                    if let Some(frame) = transport::from_ws(msg, &mut self.arena) {
+                        trace!(len = frame.len(), "frame in");
+                        if let Err(e) = self.core.handle_frame(now, id, frame) {
+                            debug!(error = %e, "ignored a malformed frame");
                         }
                     }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    ended = Some((id, transport::close_reason(&e)));
+                    break;
+                }
+                Poll::Ready(None) => {
+                    ended = Some((
+                        id,
+                        CloseReason::Error("the connection ended without a close frame".into()),
+                    ));
+                    break;
                 }
                 Poll::Pending => {
                     self.arena.dry();
@@ -657,13 +615,9 @@ impl<R: Runtime> State<R> {
             }
         }
         self.read_dry = read < limit;
-        if !self.read_dry && ended.is_none() {
-            self.hand_off_reading();
-        }
         self.drain_outputs();
         if let Some((id, reason)) = ended {
             self.arena.release();
-            self.handed = Vec::new();
             if self.conn.as_ref().is_some_and(|c| c.id == id) {
                 self.conn = None;
             }
@@ -671,25 +625,6 @@ impl<R: Runtime> State<R> {
             return (read, true, false);
         }
         (read, false, waiting)
-    }
-
-    /// A read round filled its batch: a flood. Unless the driver shares its thread with
-    /// everything else (where a second task would only take turns with it), reading moves to
-    /// a [`Reader`] task until the socket runs dry.
-    fn hand_off_reading(&mut self) {
-        if self.shares_thread != Some(false) {
-            return;
-        }
-        let Some(conn) = self.conn.as_mut().filter(|c| c.closing.is_none()) else {
-            return;
-        };
-        let Some(stream) = conn.read.take() else {
-            return;
-        };
-        let handover = conn.handover.get_or_insert_with(Handover::new).clone();
-        debug!("a flood: reading moves to a task of its own");
-        let arena = std::mem::take(&mut self.arena);
-        self.rt.spawn(Reader::new(stream, arena, handover));
     }
 
     fn poll_dial(&mut self, cx: &mut Context<'_>) -> bool {
@@ -736,12 +671,9 @@ impl<R: Runtime> State<R> {
                 let now = self.rt.now();
                 match result {
                     Ok(ws) => {
-                        let (ws, read) = ws.split();
                         self.conn = Some(Conn {
                             id: conn,
                             ws,
-                            read: Some(read),
-                            handover: None,
                             needs_flush: false,
                             closing: None,
                         });

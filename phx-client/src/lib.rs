@@ -38,7 +38,6 @@ mod driver;
 mod error;
 mod inbox;
 mod oneshot;
-mod reader;
 mod route;
 mod runtime;
 mod socket;

@@ -86,33 +86,13 @@ pub(crate) fn to_ws(frame: Frame) -> WsMessage {
     }
 }
 
-/// What one item of a WebSocket stream means to the client.
-pub(crate) enum Incoming {
-    /// A data frame for the core.
-    Frame(Frame),
-    /// A ping or pong, which tungstenite has answered already.
-    Control,
-    /// The connection has ended, and why.
-    End(CloseReason),
-}
-
-/// Reads one item of a WebSocket stream: a data message becomes a core frame, its bytes copied
-/// into `arena` when small; a close frame, an error or the stream's end ends the connection.
-pub(crate) fn incoming(
-    item: Option<Result<WsMessage, WsError>>,
-    arena: &mut FrameArena,
-) -> Incoming {
-    match item {
-        Some(Ok(WsMessage::Text(text))) => Incoming::Frame(Frame::Text(arena.keep(text.into()))),
-        Some(Ok(WsMessage::Binary(bytes))) => Incoming::Frame(Frame::Binary(arena.keep(bytes))),
-        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
-            Incoming::Control
-        }
-        Some(Ok(WsMessage::Close(frame))) => Incoming::End(close_frame(frame)),
-        Some(Err(e)) => Incoming::End(close_reason(&e)),
-        None => Incoming::End(CloseReason::Error(
-            "the connection ended without a close frame".into(),
-        )),
+/// A WebSocket data message as a core frame, its bytes copied into `arena` when small; `None`
+/// for control messages.
+pub(crate) fn from_ws(msg: WsMessage, arena: &mut FrameArena) -> Option<Frame> {
+    match msg {
+        WsMessage::Text(text) => Some(Frame::Text(arena.keep(text.into()))),
+        WsMessage::Binary(bytes) => Some(Frame::Binary(arena.keep(bytes))),
+        WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Close(_) | WsMessage::Frame(_) => None,
     }
 }
 

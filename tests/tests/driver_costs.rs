@@ -13,8 +13,6 @@
 //!   for it (async-std, whose `block_on` runs the reactor), the caller of a lone push reads the
 //!   reply too, and the driver task does not wake at all; a caller that gives up hands the
 //!   socket back.
-//! - Reading: the driver reads light traffic on its own task (a reply takes no hop between
-//!   tasks); a flood is read by a task of its own, which hands the socket back once it runs dry.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,25 +23,22 @@ use std::time::{Duration, Instant};
 
 use futures::{Sink, Stream, StreamExt};
 
-use phx_client::{
-    Builder, Event, Lagged, Payload, PushError, Runtime, TlsConnector, WebSocketConfig,
-};
+use phx_client::{Builder, Event, Payload, PushError, Runtime, TlsConnector, WebSocketConfig};
 use phx_tests::server::ServerConfig;
 use phx_tests::server::ws::BackgroundServer;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
-/// A runtime that counts the timers the driver arms, the reads that find nothing, the tasks
-/// it spawns and their polls. Its clock can be moved on (`skew`), and the tasks it spawns held
-/// (`hold`).
+/// A runtime that counts the timers the driver arms, the reads that find nothing and the
+/// polls of the tasks it spawns (the driver's). Its clock can be moved on (`skew`), and the
+/// tasks it spawns held (`hold`).
 #[derive(Clone, Default)]
 struct Counting<R> {
     inner: R,
     armed: Arc<AtomicUsize>,
     empty_reads: Arc<AtomicUsize>,
     polls: Arc<AtomicUsize>,
-    spawns: Arc<AtomicUsize>,
     skew_ms: Arc<AtomicU64>,
     hold: Arc<Hold>,
 }
@@ -143,7 +138,6 @@ impl<R: Runtime> Runtime for Counting<R> {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.spawns.fetch_add(1, Ordering::SeqCst);
         self.inner.spawn(CountPolls {
             inner: Box::pin(future),
             polls: self.polls.clone(),
@@ -467,89 +461,6 @@ fn async_std_a_caller_that_gives_up_holding_the_socket_hands_it_back() {
     async_std::task::block_on(a_caller_that_gives_up_holding_the_socket_hands_it_back::<
         phx_async_std::AsyncStd,
     >());
-}
-
-/// Light traffic is read on the driver's task: no reader task, so a reply takes no extra hop.
-/// A flood is read by a task of its own, which hands the socket back once it has run dry:
-/// nothing is lost or reordered across the hand-overs, and replies after the flood are read
-/// by the driver again (no new reader for them), flood after flood.
-async fn a_flood_is_read_by_a_task_of_its_own_and_light_traffic_by_the_driver<
-    R: Runtime + Default,
->() {
-    const N: u64 = 50_000;
-    let h = BackgroundServer::start(ServerConfig::default());
-    let rt = Counting::<R>::default();
-    let spawns = rt.spawns.clone();
-    let socket = builder(&h, rt).connect().await.unwrap();
-    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
-    let mut messages = lobby.messages();
-    let ping = |i: u64| {
-        let lobby = lobby.clone();
-        async move {
-            assert!(
-                lobby
-                    .push("ping", &json!({ "i": i }))
-                    .await
-                    .unwrap()
-                    .is_ok()
-            )
-        }
-    };
-    for i in 0..100 {
-        ping(i).await;
-    }
-    let mut before = spawns.load(Ordering::SeqCst);
-    for round in 0..2 {
-        let flood = async {
-            let reply = lobby.push("flood", &json!({ "n": N })).await.unwrap();
-            assert!(reply.is_ok(), "{reply:?}");
-        };
-        let read = async {
-            let (mut received, mut lagged, mut last) = (0u64, 0u64, None);
-            while received + lagged < N {
-                match messages.next().await {
-                    Some(Ok(m)) => {
-                        let i = m.payload.decode::<Value>().unwrap()["i"].as_u64();
-                        assert!(i > last, "round {round}: {i:?} after {last:?}");
-                        last = i;
-                        received += 1;
-                    }
-                    Some(Err(Lagged(n))) => lagged += n,
-                    None => panic!("the message stream ended"),
-                }
-            }
-        };
-        futures::join!(flood, read);
-        let after = spawns.load(Ordering::SeqCst);
-        assert!(
-            after > before,
-            "round {round}: a flood of {N} was read on the driver's task"
-        );
-        for i in 0..100 {
-            ping(i).await;
-        }
-        assert_eq!(
-            spawns.load(Ordering::SeqCst),
-            after,
-            "round {round}: a reader was started for the replies after the flood"
-        );
-        before = after;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_a_flood_is_read_by_a_task_of_its_own_and_light_traffic_by_the_driver() {
-    a_flood_is_read_by_a_task_of_its_own_and_light_traffic_by_the_driver::<phx_tokio::Tokio>()
-        .await;
-}
-
-#[test]
-fn async_std_a_flood_is_read_by_a_task_of_its_own_and_light_traffic_by_the_driver() {
-    async_std::task::block_on(
-        a_flood_is_read_by_a_task_of_its_own_and_light_traffic_by_the_driver::<
-            phx_async_std::AsyncStd,
-        >(),
-    );
 }
 
 /// Long enough for a reply to arrive and wait unread while the driver is held.
