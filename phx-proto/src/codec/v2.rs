@@ -87,7 +87,7 @@ fn last_element(s: &mut Scanner<'_>, frame: &[u8]) -> Option<(usize, usize)> {
 /// general scanner's white space and error handling: no white space, each field plain ASCII
 /// between quotes (the refs may be `null`), one comma after each. The scanner is left at the
 /// payload. `None` on anything else, with the scanner anywhere: the general path then reads
-/// the frame from the start, and says what is wrong if anything is.
+/// the fields again from the first one, and says what is wrong if anything is.
 #[inline]
 fn compact_fields(
     s: &mut Scanner<'_>,
