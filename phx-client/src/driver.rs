@@ -20,6 +20,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error as WsError, Message as WsMessage};
 
+use crate::burst::Burst;
 use crate::error::{ConnectError, JoinError, LeaveError, PushError};
 use crate::inbox::{self, Batch, Inbox};
 use crate::oneshot;
@@ -204,6 +205,14 @@ enum Timers {
     LeaveDue,
 }
 
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// What the timer did in a turn.
 enum TimerTurn {
     /// Nothing due.
@@ -247,6 +256,11 @@ struct State<R: Runtime> {
     batch_channel: Option<ChannelId>,
     /// Whether the last read found the connection with nothing more to read (or none open).
     read_dry: bool,
+    /// Whether the connection is quiet (see [`crate::burst`]): buffers sized for a burst go
+    /// back.
+    quiet: bool,
+    /// Tells the end of a burst from a pause inside it.
+    burst: Burst,
     /// Channels handed a batch since the connection last ran dry; told it has once it does.
     unsettled: Vec<ChannelId>,
     /// A stream fed in this turn is at least half full: its reader may be waiting for this very
@@ -312,6 +326,8 @@ impl<R: Runtime> Driver<R> {
                 batch: Batch::default(),
                 batch_channel: None,
                 read_dry: true,
+                quiet: true,
+                burst: Burst::default(),
                 unsettled: Vec::new(),
                 consumer_behind: false,
                 shutting_down: false,
@@ -589,7 +605,8 @@ impl<R: Runtime> State<R> {
                         ended = Some((id, transport::close_frame(frame)));
                         break;
                     }
-                    if let Some(frame) = transport::from_ws(msg, &mut self.arena) {
+                    let under_way = self.burst.read();
+                    if let Some(frame) = transport::from_ws(msg, &mut self.arena, under_way) {
                         trace!(len = frame.len(), "frame in");
                         if let Err(e) = self.core.handle_frame(now, id, frame) {
                             debug!(error = %e, "ignored a malformed frame");
@@ -608,16 +625,25 @@ impl<R: Runtime> State<R> {
                     break;
                 }
                 Poll::Pending => {
-                    self.arena.dry();
                     waiting = true;
                     break;
                 }
             }
         }
         self.read_dry = read < limit;
+        let quiet = if waiting {
+            self.burst.dry(now)
+        } else if ended.is_some() || self.read_dry {
+            // The connection ended, or none is open: nothing to wait for.
+            self.burst.reset();
+            true
+        } else {
+            // A full round: no pause at all.
+            false
+        };
+        self.set_quiet(quiet);
         self.drain_outputs();
         if let Some((id, reason)) = ended {
-            self.arena.release();
             if self.conn.as_ref().is_some_and(|c| c.id == id) {
                 self.conn = None;
             }
@@ -625,6 +651,15 @@ impl<R: Runtime> State<R> {
             return (read, true, false);
         }
         (read, false, waiting)
+    }
+
+    /// Records whether the connection is quiet; a quiet one gives the frame arena's chunks
+    /// back at once, and the other buffers sized for a burst as its outputs are processed.
+    fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
+        if quiet {
+            self.arena.release();
+        }
     }
 
     fn poll_dial(&mut self, cx: &mut Context<'_>) -> bool {
@@ -832,12 +867,17 @@ impl<R: Runtime> State<R> {
     /// Fires the core's deadlines. The runtime's sleep wakes the task; the clock is checked
     /// directly, so an elapsed deadline is never missed even if the sleep future lags.
     fn poll_timer(&mut self, cx: &mut Context<'_>, timers: Timers) -> TimerTurn {
-        let Some(deadline) = self.core.poll_timeout() else {
+        // The end of a burst's grace period is no protocol deadline: any turn may take it.
+        if self.burst.deadline().is_some() {
+            self.end_of_grace(self.rt.now());
+        }
+        let Some(deadline) = earliest(self.core.poll_timeout(), self.burst.deadline()) else {
             self.sleep = None;
             self.sleep_at = None;
             return TimerTurn::Idle;
         };
         let now = self.rt.now();
+        // Only the core's deadline can have passed: the grace period's was taken above.
         if now >= deadline {
             if timers == Timers::LeaveDue {
                 return TimerTurn::Due;
@@ -862,10 +902,20 @@ impl<R: Runtime> State<R> {
                 // The driver arms the timer again on its turn.
                 return TimerTurn::Due;
             }
-            self.core.handle_timeout(self.rt.now());
+            let now = self.rt.now();
+            self.end_of_grace(now);
+            self.core.handle_timeout(now);
             return TimerTurn::Fired;
         }
         TimerTurn::Idle
+    }
+
+    /// If a burst's grace period has ended by `now`, the connection is quiet unless it read
+    /// something since it ran dry.
+    fn end_of_grace(&mut self, now: Instant) {
+        if self.burst.timeout(now) {
+            self.set_quiet(self.read_dry);
+        }
     }
 
     /// Writes queued frames; drops a closing connection once its close frame is out.
@@ -924,7 +974,7 @@ impl<R: Runtime> State<R> {
     /// Carries out the core's transmits and dispatches its events; whether there were any.
     fn process_outputs(&mut self) -> bool {
         let any = self.drain_outputs();
-        self.flush_messages(self.read_dry);
+        self.flush_messages(self.quiet);
         any
     }
 
@@ -997,7 +1047,7 @@ impl<R: Runtime> State<R> {
                 if let Some(plain) = self.batch_for(channel) {
                     self.queue_message(channel, message, plain);
                 }
-                self.flush_messages(self.read_dry);
+                self.flush_messages(self.quiet);
                 return;
             }
             Event::Presence { channel, change } => {

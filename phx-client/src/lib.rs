@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod burst;
 mod driver;
 mod error;
 mod inbox;

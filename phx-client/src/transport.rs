@@ -86,12 +86,12 @@ pub(crate) fn to_ws(frame: Frame) -> WsMessage {
     }
 }
 
-/// A WebSocket data message as a core frame, its bytes copied into `arena` when small; `None`
-/// for control messages.
-pub(crate) fn from_ws(msg: WsMessage, arena: &mut FrameArena) -> Option<Frame> {
+/// A WebSocket data message as a core frame, its bytes copied into `arena` when small and a
+/// burst is `under_way` (or the arena still holds a chunk); `None` for control messages.
+pub(crate) fn from_ws(msg: WsMessage, arena: &mut FrameArena, under_way: bool) -> Option<Frame> {
     match msg {
-        WsMessage::Text(text) => Some(Frame::Text(arena.keep(text.into()))),
-        WsMessage::Binary(bytes) => Some(Frame::Binary(arena.keep(bytes))),
+        WsMessage::Text(text) => Some(Frame::Text(arena.keep(text.into(), under_way))),
+        WsMessage::Binary(bytes) => Some(Frame::Binary(arena.keep(bytes, under_way))),
         WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Close(_) | WsMessage::Frame(_) => None,
     }
 }
@@ -105,18 +105,16 @@ pub(crate) fn from_ws(msg: WsMessage, arena: &mut FrameArena) -> Option<Frame> {
 /// of our own leaves tungstenite's buffer free to reuse at the price of one short `memcpy`.
 /// Large frames are passed through: tungstenite gives each its own allocation anyway.
 ///
-/// Copying starts once a burst is under way (a few frames at a time pin tungstenite's buffer
-/// only briefly, and a chunk for each of them would be an allocation per wake-up). A full chunk
-/// is retired; once every frame in a retired chunk has been dropped, the chunk is filled again,
-/// so a flood runs on a few warm chunks rather than fresh memory (each fresh chunk cost its page
-/// faults). When the connection runs dry before a burst is long, the arena lets go of its
-/// chunks, so a quiet socket holds none; after a long burst it keeps them for the next read.
+/// Copying starts once a burst is under way ([`crate::burst`]: a few frames at a time pin
+/// tungstenite's buffer only briefly, and a chunk for each of them would be an allocation per
+/// wake-up). A full chunk is retired; once every frame in a retired chunk has been dropped, the
+/// chunk is filled again, so a flood runs on a few warm chunks rather than fresh memory (each
+/// fresh chunk cost its page faults). The driver releases the chunks once the connection is
+/// quiet, so a quiet socket holds none.
 #[derive(Debug, Default)]
 pub(crate) struct FrameArena {
     chunk: Option<BytesMut>,
     retired: VecDeque<BytesMut>,
-    /// Small frames (copied or not) since the connection last ran dry.
-    since_dry: usize,
 }
 
 impl FrameArena {
@@ -126,18 +124,11 @@ impl FrameArena {
     const CHUNK: usize = 16 * 1024;
     /// Retired chunks kept for reuse.
     const RETIRED: usize = 4;
-    /// Frames since the connection last ran dry after which frames are copied.
-    const COPY_AFTER: usize = 256;
-    /// Frames since the connection last ran dry from which its chunks are kept when it does.
-    const BUSY: usize = 1024;
 
-    /// `frame`'s bytes, in the arena when small.
-    pub(crate) fn keep(&mut self, frame: Bytes) -> Bytes {
-        if frame.len() > Self::MAX_COPY {
-            return frame;
-        }
-        self.since_dry += 1;
-        if self.chunk.is_none() && self.since_dry <= Self::COPY_AFTER {
+    /// `frame`'s bytes, in the arena when small and a burst is `under_way` or was not over
+    /// when this frame came (the arena holds a chunk).
+    pub(crate) fn keep(&mut self, frame: Bytes, under_way: bool) -> Bytes {
+        if frame.len() > Self::MAX_COPY || (self.chunk.is_none() && !under_way) {
             return frame;
         }
         let room = self.chunk.as_ref().map_or(0, |c| c.capacity() - c.len());
@@ -163,14 +154,6 @@ impl FrameArena {
         if let Some(full) = self.chunk.replace(next) {
             self.retired.push_back(full);
         }
-    }
-
-    /// The connection has nothing more to read for now: a quiet one gives its chunks back.
-    pub(crate) fn dry(&mut self) {
-        if self.since_dry < Self::BUSY {
-            self.release();
-        }
-        self.since_dry = 0;
     }
 
     /// Lets go of every chunk (the connection is quiet or gone). Chunks live on in the frames
@@ -233,14 +216,12 @@ mod tests {
     fn busy() -> FrameArena {
         let mut arena = FrameArena::default();
         let frame = Bytes::from_static(b"[null,null,\"t\",\"e\",{}]");
-        for _ in 0..FrameArena::COPY_AFTER {
-            let f = arena.keep(frame.clone());
-            assert_eq!(
-                f.as_ptr(),
-                frame.as_ptr(),
-                "the first frames of a burst pass through"
-            );
-        }
+        let f = arena.keep(frame.clone(), false);
+        assert_eq!(
+            f.as_ptr(),
+            frame.as_ptr(),
+            "before a burst, frames pass through"
+        );
         arena
     }
 
@@ -249,21 +230,21 @@ mod tests {
         let mut arena = busy();
         let read_buffer = Bytes::from(vec![7u8; 2 * FrameArena::MAX_COPY]);
         let small = read_buffer.slice(0..100);
-        let kept = arena.keep(small.clone());
+        let kept = arena.keep(small.clone(), true);
         assert_eq!(kept, small);
         assert_ne!(
             kept.as_ptr(),
             small.as_ptr(),
             "a small frame no longer pins the buffer"
         );
-        let next = arena.keep(read_buffer.slice(100..150));
+        let next = arena.keep(read_buffer.slice(100..150), true);
         assert_eq!(
             next.as_ptr(),
             kept.as_ptr().wrapping_add(100),
             "packed in one chunk"
         );
         let large = read_buffer.slice(0..FrameArena::MAX_COPY + 1);
-        assert_eq!(arena.keep(large.clone()).as_ptr(), large.as_ptr());
+        assert_eq!(arena.keep(large.clone(), true).as_ptr(), large.as_ptr());
         arena.release();
         assert!(
             arena.chunk.is_none() && arena.retired.is_empty(),
@@ -278,10 +259,10 @@ mod tests {
         let per_chunk = FrameArena::CHUNK / FrameArena::MAX_COPY;
         let mut arena = busy();
         // Chunk 0 keeps one frame alive; every other frame is dropped at once.
-        let held = arena.keep(frame(0xaa));
+        let held = arena.keep(frame(0xaa), true);
         let mut starts = vec![held.as_ptr()];
         for i in 1..(FrameArena::RETIRED + 3) * per_chunk {
-            let f = arena.keep(frame(i as u8));
+            let f = arena.keep(frame(i as u8), true);
             assert_ne!(
                 f.as_ptr(),
                 held.as_ptr(),
@@ -304,26 +285,20 @@ mod tests {
     }
 
     #[test]
-    fn chunks_stay_warm_after_a_long_burst_and_go_when_the_connection_is_quiet() {
+    fn chunks_stay_warm_through_a_burst_and_go_when_released() {
         let mut arena = FrameArena::default();
         let frame = Bytes::from_static(b"[null,null,\"t\",\"e\",{}]");
-        for _ in 0..FrameArena::BUSY {
-            arena.keep(frame.clone());
-        }
-        arena.dry();
-        assert!(arena.chunk.is_some(), "kept after a long burst");
-        // Warm: the next burst copies from its first frame.
-        assert_ne!(arena.keep(frame.clone()).as_ptr(), frame.as_ptr());
-        arena.dry();
+        assert_ne!(arena.keep(frame.clone(), true).as_ptr(), frame.as_ptr());
+        // A pause inside the burst restarts the driver's count; the arena, still warm, copies
+        // from the first frame after it.
+        assert_ne!(arena.keep(frame.clone(), false).as_ptr(), frame.as_ptr());
+        arena.release();
         assert!(
             arena.chunk.is_none() && arena.retired.is_empty(),
             "released when quiet"
         );
         // Cold again: a quiet connection's frames pass through, allocating nothing.
-        for _ in 0..FrameArena::COPY_AFTER {
-            assert_eq!(arena.keep(frame.clone()).as_ptr(), frame.as_ptr());
-            arena.dry();
-        }
+        assert_eq!(arena.keep(frame.clone(), false).as_ptr(), frame.as_ptr());
         assert!(arena.chunk.is_none());
     }
 
