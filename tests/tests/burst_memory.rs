@@ -29,6 +29,19 @@ fn heap_now(region: &Region<'_, System>) -> isize {
     s.bytes_allocated as isize - s.bytes_deallocated as isize
 }
 
+/// A test server, a socket connected to it, and the payload its floods carry.
+async fn connected() -> (BackgroundServer, Socket, Payload) {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = Socket::builder(&h.url())
+        .secret_param("token", "secret")
+        .heartbeat(Duration::from_secs(30))
+        .connect()
+        .await
+        .unwrap();
+    let payload = Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).unwrap();
+    (h, socket, payload)
+}
+
 #[test]
 fn channels_that_took_a_burst_give_its_buffers_back_once_read() {
     const CHANNELS: usize = 16;
@@ -39,14 +52,7 @@ fn channels_that_took_a_burst_give_its_buffers_back_once_read() {
     // applications.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let h = BackgroundServer::start(ServerConfig::default());
-        let socket = Socket::builder(&h.url())
-            .secret_param("token", "secret")
-            .heartbeat(Duration::from_secs(30))
-            .connect()
-            .await
-            .unwrap();
-        let payload = Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).unwrap();
+        let (h, socket, payload) = connected().await;
         let mut held = Vec::new();
         let mut after_first = 0;
         for i in 0..CHANNELS {
@@ -84,14 +90,7 @@ fn a_flood_that_pauses_keeps_its_buffers() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let h = BackgroundServer::start(ServerConfig::default());
-        let socket = Socket::builder(&h.url())
-            .secret_param("token", "secret")
-            .heartbeat(Duration::from_secs(30))
-            .connect()
-            .await
-            .unwrap();
-        let payload = Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).unwrap();
+        let (h, socket, payload) = connected().await;
         let (channel, _) = socket.channel("room:pulses").join().await.unwrap();
         let mut messages = channel.messages();
         // The first pulse grows the buffers.
