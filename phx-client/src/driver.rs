@@ -261,7 +261,7 @@ struct State<R: Runtime> {
     quiet: bool,
     /// Tells the end of a burst from a pause inside it.
     burst: Burst,
-    /// Channels handed a batch since the connection last ran dry; told it has once it does.
+    /// Channels handed a batch since the connection was last quiet; told once it is.
     unsettled: Vec<ChannelId>,
     /// A stream fed in this turn is at least half full: its reader may be waiting for this very
     /// thread, so the turn ends early (see `poll_drive`).
@@ -864,8 +864,9 @@ impl<R: Runtime> State<R> {
         }
     }
 
-    /// Fires the core's deadlines. The runtime's sleep wakes the task; the clock is checked
-    /// directly, so an elapsed deadline is never missed even if the sleep future lags.
+    /// Fires the core's deadlines, and ends a burst's grace period ([`crate::burst`]). The
+    /// runtime's sleep wakes the task; the clock is checked directly, so an elapsed deadline is
+    /// never missed even if the sleep future lags.
     fn poll_timer(&mut self, cx: &mut Context<'_>, timers: Timers) -> TimerTurn {
         // The end of a burst's grace period is no protocol deadline: any turn may take it.
         if self.burst.deadline().is_some() {
@@ -910,8 +911,8 @@ impl<R: Runtime> State<R> {
         TimerTurn::Idle
     }
 
-    /// If a burst's grace period has ended by `now`, the connection is quiet unless it read
-    /// something since it ran dry.
+    /// If a burst's grace period has ended by `now`, the connection is quiet unless its last
+    /// read filled a whole round (it is reading on, and its next dry spell decides).
     fn end_of_grace(&mut self, now: Instant) {
         if self.burst.timeout(now) {
             self.set_quiet(self.read_dry);
