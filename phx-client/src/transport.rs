@@ -212,8 +212,8 @@ mod tests {
         }
     }
 
-    /// An arena in the middle of a burst: copying.
-    fn busy() -> FrameArena {
+    /// A fresh arena: its frames pass through until a burst is under way.
+    fn cold() -> FrameArena {
         let mut arena = FrameArena::default();
         let frame = Bytes::from_static(b"[null,null,\"t\",\"e\",{}]");
         let f = arena.keep(frame.clone(), false);
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn small_frames_are_copied_out_of_the_read_buffer_and_large_ones_kept() {
-        let mut arena = busy();
+        let mut arena = cold();
         let read_buffer = Bytes::from(vec![7u8; 2 * FrameArena::MAX_COPY]);
         let small = read_buffer.slice(0..100);
         let kept = arena.keep(small.clone(), true);
@@ -257,7 +257,7 @@ mod tests {
     fn a_retired_chunk_is_refilled_once_its_frames_are_gone_and_never_while_one_lives() {
         let frame = |b: u8| Bytes::from(vec![b; FrameArena::MAX_COPY]);
         let per_chunk = FrameArena::CHUNK / FrameArena::MAX_COPY;
-        let mut arena = busy();
+        let mut arena = cold();
         // Chunk 0 keeps one frame alive; every other frame is dropped at once.
         let held = arena.keep(frame(0xaa), true);
         let mut starts = vec![held.as_ptr()];
