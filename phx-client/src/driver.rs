@@ -205,14 +205,6 @@ enum Timers {
     LeaveDue,
 }
 
-/// The earlier of two optional deadlines.
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// What the timer did in a turn.
 enum TimerTurn {
     /// Nothing due.
@@ -872,7 +864,12 @@ impl<R: Runtime> State<R> {
         if self.burst.deadline().is_some() {
             self.end_of_grace(self.rt.now());
         }
-        let Some(deadline) = earliest(self.core.poll_timeout(), self.burst.deadline()) else {
+        let next = self
+            .core
+            .poll_timeout()
+            .into_iter()
+            .chain(self.burst.deadline());
+        let Some(deadline) = next.min() else {
             self.sleep = None;
             self.sleep_at = None;
             return TimerTurn::Idle;
