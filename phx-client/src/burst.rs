@@ -5,9 +5,10 @@
 //! few hundred or thousand frames, whenever the reader gets ahead of the network. Taking each
 //! such moment for the end made every one of them free the burst's buffers and the next frames
 //! allocate them again, fresh pages and all (on a current-thread runtime, 2,000,000 broadcasts
-//! cost over 70,000 page faults and 2,300 `brk` calls that way; see the README's "Benchmarks"). So a connection that runs dry
-//! after a burst counts as quiet only once it has stayed dry for [`GRACE`]; one that runs dry
-//! after a few frames (a reply, a broadcast now and then) is quiet at once.
+//! cost over 70,000 page faults and 2,300 `brk` calls that way; see the README's
+//! "Benchmarks"). So a connection that runs dry after a burst counts as quiet only once it has
+//! stayed dry for [`GRACE`]; one that runs dry after a few frames (a reply, a broadcast now and
+//! then) is quiet at once.
 
 use std::time::{Duration, Instant};
 
