@@ -1765,7 +1765,9 @@ impl Socket {
             self.finish_leave(id, false);
             return;
         }
-        if let Some(r) = ch.take_join_push() {
+        // A join in flight is reset, as phoenix.js resets its join push on an error while
+        // joining: the channel has no join ref until the next join is sent.
+        if let Some(r) = ch.abandon_join() {
             self.pending.remove(&r);
         }
         let in_flight = ch.take_in_flight();

@@ -622,10 +622,14 @@ fn other_traffic_does_not_count_as_heartbeat_reply() {
     let mut t = T::new();
     t.open();
     let lobby = t.joined("room:lobby");
+    t.take_frames();
     t.advance_to(30_000);
+    assert_eq!(t.take_frames(), [r#"[null,"2","phoenix","heartbeat",{}]"#]);
     t.now = t.at(45_000);
     t.recv(r#"[null,null,"room:lobby","new_msg",{}]"#);
     t.recv(r#"[null,"99","phoenix","phx_reply",{"response":{},"status":"ok"}]"#);
+    // The heartbeat's ref on another topic (phoenix.js would take this for the answer).
+    t.recv(r#"["1","2","room:lobby","phx_reply",{"response":{},"status":"ok"}]"#);
     t.advance_to(60_000);
     assert_eq!(t.closes, [(1000, "heartbeat timeout")]);
     let _ = lobby;
@@ -1123,6 +1127,17 @@ fn no_message_is_delivered_before_the_join_reply() {
     assert!(
         matches!(&ev[..], [Event::Joined { .. }, Event::Message { channel, message }]
         if *channel == ch && message.payload.as_bytes().as_ref() == br#"{"late":true}"#)
+    );    // Nor while the channel is errored (after `phx_error`, until the rejoin's reply): such a
+    // message belongs to a join that is over (phoenix.js would deliver it).
+    t.recv(r#"["1","1","room:lobby","phx_error",{}]"#);
+    t.take_events();
+    t.recv(r#"[null,null,"room:lobby","new_msg",{"errored":true}]"#);
+    assert_eq!(
+        t.take_events(),
+        [Event::Unexpected(Unexpected::NotJoined {
+            channel: ch,
+            event: "new_msg".into()
+        })]
     );
 }
 
@@ -2216,4 +2231,41 @@ fn a_batch_drained_at_once_yields_what_frame_by_frame_draining_does() {
         "m1, m2, m4 and m6; m3 has no channel, m5 came after phx_error"
     );
     assert!(events.iter().any(|e| matches!(e, Event::Replied { .. })));
+}
+
+// ------------------------------------------------------------------ transport loss during a join
+
+#[test]
+fn a_rejoin_lost_with_the_connection_leaves_the_channel_without_a_join_ref() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:a");
+    t.recv(r#"["1","1","room:a","phx_error",{}]"#);
+    t.take_frames();
+    t.advance_to(1000);
+    assert_eq!(t.take_frames(), [r#"["2","2","room:a","phx_join",{}]"#]);
+    assert_eq!(t.s.channel(ch).unwrap().join_ref(), Some(2));
+    t.closed(CloseReason::Error("reset".into()));
+    assert_eq!(t.s.channel(ch).unwrap().state(), ChannelState::Errored);
+    assert_eq!(t.s.channel(ch).unwrap().join_ref(), None);
+    // The next connection's join brings a new one.
+    t.advance(MS(10));
+    t.opened();
+    assert_eq!(t.take_frames(), [r#"["3","3","room:a","phx_join",{}]"#]);
+    assert_eq!(t.s.channel(ch).unwrap().join_ref(), Some(3));
+}
+
+#[test]
+fn a_first_join_lost_with_the_connection_has_no_join_ref_until_it_is_sent_again() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("room:a");
+    assert_eq!(t.take_frames(), [r#"["1","1","room:a","phx_join",{}]"#]);
+    t.closed(CloseReason::Error("reset".into()));
+    assert_eq!(t.s.channel(ch).unwrap().state(), ChannelState::Joining);
+    assert_eq!(t.s.channel(ch).unwrap().join_ref(), None);
+    t.advance(MS(10));
+    t.opened();
+    assert_eq!(t.take_frames(), [r#"["2","2","room:a","phx_join",{}]"#]);
+    assert_eq!(t.s.channel(ch).unwrap().join_ref(), Some(2));
 }
