@@ -1127,7 +1127,8 @@ fn no_message_is_delivered_before_the_join_reply() {
     assert!(
         matches!(&ev[..], [Event::Joined { .. }, Event::Message { channel, message }]
         if *channel == ch && message.payload.as_bytes().as_ref() == br#"{"late":true}"#)
-    );    // Nor while the channel is errored (after `phx_error`, until the rejoin's reply): such a
+    );
+    // Nor while the channel is errored (after `phx_error`, until the rejoin's reply): such a
     // message belongs to a join that is over (phoenix.js would deliver it).
     t.recv(r#"["1","1","room:lobby","phx_error",{}]"#);
     t.take_events();
