@@ -361,9 +361,9 @@ pub async fn server_close_ends_the_channel<R: Runtime + Default>() {
     assert_eq!(h.joins("room:lobby").await, 1);
 }
 
-/// Leave waits for the server, ends the stream and frees the topic; disconnect closes cleanly
-/// and ends what is pending. A stream taken from the channel after it ended (`on`, another
-/// `messages()`) ends at once too.
+/// Leave waits for the server, ends the stream, refuses later pushes and frees the topic;
+/// disconnect closes cleanly and ends what is pending. A stream taken from the channel after it
+/// ended (`on`, another `messages()`) ends at once too.
 pub async fn clean_leave_and_disconnect<R: Runtime + Default>() {
     let h = BackgroundServer::start(ServerConfig::default());
     let socket = connect::<R>(&h).await;
@@ -375,6 +375,11 @@ pub async fn clean_leave_and_disconnect<R: Runtime + Default>() {
             .await
             .is_none()
     );
+    // A push after the leave is refused at once (phoenix.js would buffer it until its timeout).
+    assert!(matches!(
+        lobby.push("ping", &json!({})).await,
+        Err(PushError::Refused(phx_proto::PushError::UnknownChannel(_)))
+    ));
     let (mut later, mut another) = (lobby.on("anything"), lobby.messages());
     assert!(
         within::<R, _>(MS(1000), "a stream taken after the end", later.next())
