@@ -2270,3 +2270,73 @@ fn a_first_join_lost_with_the_connection_has_no_join_ref_until_it_is_sent_again(
     assert_eq!(t.take_frames(), [r#"["2","2","room:a","phx_join",{}]"#]);
     assert_eq!(t.s.channel(ch).unwrap().join_ref(), Some(2));
 }
+
+// ------------------------------------------------------------------ rules without a test of their own
+
+#[test]
+fn a_reply_read_before_its_push_deadline_is_handled_wins_over_the_timeout() {
+    // PROTOCOL.md §10.4 rule 6: the reply is read at the deadline, before the timer is handled.
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:a");
+    let p = t.push(ch, "x");
+    t.take_events();
+    t.now = t.at(10_000);
+    t.recv(&ok_reply("1", &p.to_string(), "room:a", "{}"));
+    t.advance_to(10_000);
+    let ev = t.take_events();
+    assert!(
+        matches!(&ev[..], [Event::Replied { push_ref, .. }] if *push_ref == p),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn an_errored_channel_rejoins_at_once_on_open_and_its_old_rejoin_timer_is_gone() {
+    // PROTOCOL.md §5.3 and §6.3: on open an errored channel rejoins at once and its rejoin
+    // schedule starts over.
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:a");
+    t.recv(r#"["1","1","room:a","phx_error",{}]"#);
+    for at in [1000, 3000, 8000] {
+        t.advance_to(at);
+        let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_string();
+        t.recv(&reply(&jr, &jr, "room:a", "error", "{}"));
+    }
+    // The next rejoin would be at 18 s; the connection drops before.
+    t.take_frames();
+    t.now = t.at(8500);
+    t.closed(CloseReason::Error("reset".into()));
+    t.advance_to(8510);
+    t.opened();
+    let frames = t.take_frames();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert!(frames[0].contains("phx_join"), "{frames:?}");
+    let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_string();
+    t.take_events();
+    t.recv(&reply(&jr, &jr, "room:a", "error", "{}"));
+    assert!(t.take_events().iter().any(|e| matches!(
+        e,
+        Event::JoinFailed { retry_at: Some(at), .. } if *at == t.at(9510)
+    )));
+    t.advance_to(18_000);
+    let joins = t.take_frames();
+    assert_eq!(
+        joins.iter().filter(|f| f.contains("phx_join")).count(),
+        1,
+        "only the rejoin at 9.51 s: {joins:?}"
+    );
+}
+
+#[test]
+fn a_join_reply_with_a_custom_status_fails_the_join() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.join("room:a");
+    t.recv(&reply("1", "1", "room:a", "custom", "{}"));
+    assert!(t.take_events().iter().any(|e| matches!(
+        e,
+        Event::JoinFailed { channel, status, .. } if *channel == ch && status == "custom"
+    )));
+}
