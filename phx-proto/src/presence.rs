@@ -94,6 +94,17 @@ fn phx_ref(meta: &Value) -> Option<&str> {
     meta.get("phx_ref").and_then(Value::as_str)
 }
 
+/// A meta's `phx_ref` as the sync rules compare it: whatever JSON value it is, and a missing
+/// one matches a missing one (as in phoenix.js, where both are `undefined`). Phoenix always
+/// sends a string; this only matters with a server that does not.
+fn ref_key(meta: &Value) -> Option<&Value> {
+    meta.get("phx_ref")
+}
+
+fn ref_keys(entry: &PresenceEntry) -> Vec<Option<&Value>> {
+    entry.metas.iter().map(ref_key).collect()
+}
+
 /// A change to a presence view.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -264,18 +275,18 @@ impl Presence {
         for (key, incoming) in new {
             match self.state.get(&key) {
                 Some(current) => {
-                    let new_refs: Vec<&str> = incoming.phx_refs().collect();
-                    let cur_refs: Vec<&str> = current.phx_refs().collect();
+                    let new_refs = ref_keys(&incoming);
+                    let cur_refs = ref_keys(current);
                     let joined: Vec<Value> = incoming
                         .metas
                         .iter()
-                        .filter(|m| phx_ref(m).is_none_or(|r| !cur_refs.contains(&r)))
+                        .filter(|m| !cur_refs.contains(&ref_key(m)))
                         .cloned()
                         .collect();
                     let left: Vec<Value> = current
                         .metas
                         .iter()
-                        .filter(|m| phx_ref(m).is_none_or(|r| !new_refs.contains(&r)))
+                        .filter(|m| !new_refs.contains(&ref_key(m)))
                         .cloned()
                         .collect();
                     if !joined.is_empty() {
@@ -315,11 +326,11 @@ impl Presence {
             let current = self.state.get(&key).cloned();
             let mut entry = joined.clone();
             if let Some(cur) = &current {
-                let joined_refs: Vec<&str> = joined.phx_refs().collect();
+                let joined_refs = ref_keys(&joined);
                 let mut metas: Vec<Value> = cur
                     .metas
                     .iter()
-                    .filter(|m| phx_ref(m).is_none_or(|r| !joined_refs.contains(&r)))
+                    .filter(|m| !joined_refs.contains(&ref_key(m)))
                     .cloned()
                     .collect();
                 metas.extend(entry.metas);
@@ -336,9 +347,8 @@ impl Presence {
             let Some(cur) = self.state.get_mut(&key) else {
                 continue;
             };
-            let left_refs: Vec<&str> = left.phx_refs().collect();
-            cur.metas
-                .retain(|m| phx_ref(m).is_none_or(|r| !left_refs.contains(&r)));
+            let left_refs = ref_keys(&left);
+            cur.metas.retain(|m| !left_refs.contains(&ref_key(m)));
             let current = cur.clone();
             if current.metas.is_empty() {
                 self.state.remove(&key);

@@ -342,3 +342,32 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn refs_compare_as_phoenix_js_compares_them_even_when_missing_or_not_strings() {
+    // Phoenix always sends string refs; a server that does not still gets phoenix.js's rules:
+    // a missing ref matches a missing ref, and any other value matches an equal value.
+    let mut p = Presence::new(PresenceEvents::default());
+    let state = json!({
+        "u": {"metas": [{"online_at": 1}, {"phx_ref": 7, "online_at": 2}]}
+    });
+    p.handle("presence_state", &payload(state.clone()), Some("1"))
+        .unwrap();
+    changes(&mut p);
+    // The same state again: nobody came or went.
+    p.handle("presence_state", &payload(state), Some("1"))
+        .unwrap();
+    assert_eq!(changes(&mut p), [PresenceChange::Sync]);
+    // A leave of a meta without a ref removes the one without a ref (a ghost otherwise: it
+    // could never be removed), and a numeric ref removes the meta with that number.
+    let leave = |m: Value| payload(json!({"joins": {}, "leaves": {"u": {"metas": [m]}}}));
+    p.handle("presence_diff", &leave(json!({"online_at": 1})), Some("1"))
+        .unwrap();
+    assert_eq!(
+        p.list().map(|(_, e)| e.metas.clone()).collect::<Vec<_>>(),
+        [vec![json!({"phx_ref": 7, "online_at": 2})]]
+    );
+    p.handle("presence_diff", &leave(json!({"phx_ref": 7})), Some("1"))
+        .unwrap();
+    assert!(p.is_empty());
+}
