@@ -79,6 +79,17 @@ impl<T> Drop for Sender<T> {
     }
 }
 
+impl<T> Receiver<T> {
+    /// Takes an answer that arrived but was never polled for, closing the slot either way:
+    /// what a caller that gives up must still act on (a join accepted meanwhile is left).
+    pub(crate) fn close_taking(&self) -> Option<T> {
+        match std::mem::replace(&mut *self.0.lock(), State::Closed) {
+            State::Sent(value) => Some(value),
+            State::Waiting(_) | State::Closed => None,
+        }
+    }
+}
+
 impl<T> Future for Receiver<T> {
     type Output = Result<T, Canceled>;
 
@@ -154,6 +165,17 @@ mod tests {
         let (tx, rx) = channel();
         drop(rx);
         assert_eq!(tx.send("reply"), Err("reply"));
+    }
+
+    #[test]
+    fn an_answer_never_polled_for_is_taken_on_closing() {
+        let (tx, rx) = channel();
+        tx.send(7).unwrap();
+        assert_eq!(rx.close_taking(), Some(7));
+        assert_eq!(rx.close_taking(), None);
+        let (tx, rx) = channel::<u8>();
+        assert_eq!(rx.close_taking(), None);
+        assert_eq!(tx.send(8), Err(8), "closed: the sender gets its value back");
     }
 
     #[test]

@@ -808,13 +808,51 @@ impl<R> ChannelBuilder<R> {
             })
             .await
             .map_err(|_| JoinError::SocketClosed)?;
-        let (id, reply) = rx.await.map_err(|_| JoinError::SocketClosed)??;
+        let answer = JoinAnswer {
+            rx,
+            socket: &self.socket,
+        };
+        let (id, reply) = answer.await.map_err(|_| JoinError::SocketClosed)??;
         let channel = Channel {
             inner: shared,
             id,
             socket: self.socket,
         };
         Ok((channel, reply))
+    }
+}
+
+type JoinOutcome = Result<(ChannelId, Reply), JoinError>;
+
+/// A join's answer, awaited. Dropped with the answer in but not taken (a `select!` or
+/// timeout whose other branch won in the same wake-up), it leaves the channel nobody will
+/// hold; an answer that comes after the drop is handed back to the driver, which leaves it.
+struct JoinAnswer<'a, R> {
+    rx: oneshot::Receiver<JoinOutcome>,
+    socket: &'a Socket<R>,
+}
+
+impl<R> Future for JoinAnswer<'_, R> {
+    type Output = Result<JoinOutcome, oneshot::Canceled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx)
+    }
+}
+
+impl<R> Drop for JoinAnswer<'_, R> {
+    fn drop(&mut self) {
+        if let Some(Ok((channel, _))) = self.rx.close_taking() {
+            tracing::debug!(%channel, "join abandoned after its answer; leaving");
+            let (reply, _) = oneshot::channel();
+            // A sender of its own always has room in the queue: nothing here can wait.
+            let _ = self
+                .socket
+                .shared
+                .commands()
+                .clone()
+                .try_send(Command::Leave { channel, reply });
+        }
     }
 }
 

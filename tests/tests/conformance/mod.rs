@@ -1541,6 +1541,32 @@ pub async fn a_cancelled_join_leaves_and_frees_the_topic<R: Runtime + Default>()
     );
 }
 
+/// A join whose answer came while its future sat unpolled (a `select!` or timeout whose
+/// other branch won in the same wake-up), then dropped without taking it: the channel nobody
+/// holds is left, and the topic is free again.
+pub async fn a_join_given_up_after_its_answer_came_frees_the_topic<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = connect::<R>(&h).await;
+    {
+        let join = socket.channel("room:lobby").join().fuse();
+        futures::pin_mut!(join);
+        assert!(futures::poll!(join.as_mut()).is_pending());
+        sleep::<R>(MS(300)).await;
+        assert_eq!(
+            h.joins("room:lobby").await,
+            1,
+            "the join was answered meanwhile"
+        );
+    }
+    sleep::<R>(MS(200)).await;
+    let again = within::<R, _>(MS(3000), "join again", socket.channel("room:lobby").join()).await;
+    assert!(
+        again.is_ok(),
+        "joining again after a join given up with its answer in: {:?}",
+        again.err()
+    );
+}
+
 /// `disconnect()` ends a join that waits for the connection.
 pub async fn disconnect_ends_a_join_waiting_for_the_connection<R: Runtime + Default>() {
     let h = BackgroundServer::start(ServerConfig::default());
@@ -1615,6 +1641,7 @@ macro_rules! conformance_suite {
             disconnect_then_connect_at_once_both_resolve,
             a_dropped_driver_ends_every_stream,
             a_cancelled_join_leaves_and_frees_the_topic,
+            a_join_given_up_after_its_answer_came_frees_the_topic,
             disconnect_ends_a_join_waiting_for_the_connection,
             disconnect_while_dialing_resolves_and_ends_waiting_joins,
         );
