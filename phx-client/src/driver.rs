@@ -1343,6 +1343,7 @@ impl<R: Runtime> State<R> {
             .events
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        self.registry.events_closed.store(true, Ordering::Relaxed);
         for sub in list.iter() {
             if let Some(inbox) = sub.upgrade() {
                 self.wake.extend(inbox.close());

@@ -500,6 +500,9 @@ impl Shared {
 pub(crate) struct Registry {
     pub(crate) events: Mutex<Vec<Weak<Inbox<Event>>>>,
     pub(crate) events_version: AtomicU64,
+    /// The driver has stopped and closed the event streams; later ones are closed at birth.
+    /// Written and read with `events` locked.
+    pub(crate) events_closed: AtomicBool,
     /// Messages whose payload failed its check where they were consumed; the driver adds them
     /// to [`Stats::invalid_frames`].
     pub(crate) invalid_payloads: AtomicU64,
@@ -644,9 +647,15 @@ impl<R> Socket<R> {
         let inbox = Inbox::new(self.shared.event_capacity);
         let registry = &self.shared.registry;
         let mut subs = registry.events.lock().unwrap_or_else(|e| e.into_inner());
-        subs.retain(|w| w.strong_count() > 0);
-        subs.push(Arc::downgrade(&inbox));
-        registry.events_version.fetch_add(1, Ordering::Release);
+        // Read under the lock the driver sets it under as it closes the streams it knows.
+        if registry.events_closed.load(Ordering::Relaxed) {
+            inbox.close();
+        } else {
+            subs.retain(|w| w.strong_count() > 0);
+            subs.push(Arc::downgrade(&inbox));
+            registry.events_version.fetch_add(1, Ordering::Release);
+        }
+        drop(subs);
         Receiver::new(inbox)
     }
 

@@ -1518,6 +1518,18 @@ pub async fn a_dropped_driver_ends_every_stream<R: Runtime + Default>() {
         end,
         "the event stream never ends after the driver is dropped"
     );
+    // Streams made afterwards end at once too.
+    assert!(socket.is_closed());
+    let (mut later, mut also) = (socket.events(), lobby.messages());
+    let end = futures::select_biased! {
+        e = later.next().fuse() => Some(e.is_none() && also.next().await.is_none()),
+        () = sleep::<R>(MS(1000)).fuse() => None,
+    };
+    assert_eq!(
+        end,
+        Some(true),
+        "a stream made after the driver was dropped never ends"
+    );
 }
 
 /// A join whose future is dropped before the reply (a timeout around `join()`): the topic is
