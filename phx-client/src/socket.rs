@@ -28,6 +28,7 @@ use crate::oneshot;
 use crate::route::OwnReply;
 use crate::runtime::Runtime;
 use crate::tls::TlsOptions;
+use crate::transport;
 
 /// A stream of a channel's messages: `Ok(message)`, or `Err(Lagged(n))` where `n` messages
 /// were dropped because the consumer fell behind (see [`Builder::channel_capacity`]).
@@ -113,6 +114,36 @@ pub(crate) struct Options {
     pub(crate) credentials: Option<CredentialsFn>,
     pub(crate) close_timeout: Duration,
     pub(crate) tls: TlsOptions,
+}
+
+impl Options {
+    /// Refuses what the driver or tungstenite cannot work with (tungstenite panics on some).
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, reason| Err(ConfigError::Invalid { setting, reason });
+        let ws = &self.websocket;
+        if self.channel_capacity == 0 {
+            return invalid("channel_capacity", "must be at least 1");
+        }
+        if self.event_capacity == 0 {
+            return invalid("event_capacity", "must be at least 1");
+        }
+        if ws.read_buffer_size == 0 {
+            return invalid("read_buffer_size", "must be at least 1 byte");
+        }
+        if ws.max_message_size == Some(0) {
+            return invalid("max_message_size", "must be at least 1 byte");
+        }
+        if ws.max_frame_size == Some(0) {
+            return invalid("max_frame_size", "must be at least 1 byte");
+        }
+        if ws.max_write_buffer_size <= ws.write_buffer_size {
+            return invalid(
+                "websocket_config",
+                "max_write_buffer_size must be greater than write_buffer_size",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Configures and starts a [`Socket`].
@@ -239,21 +270,23 @@ impl<R: Runtime> Builder<R> {
     /// Messages are handed to readers in batches of at most a quarter of this capacity (up to
     /// 1,024 frames read at a time), so a reader that takes each batch before three more arrive
     /// loses nothing; and the driver yields its thread whenever a stream it fed is half full,
-    /// in case the reader waits for that thread.
+    /// in case the reader waits for that thread. Zero is a [`ConfigError`].
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
         self.options.channel_capacity = capacity;
         self
     }
 
     /// Items kept for each [`Socket::events`] reader and each presence change stream (1024),
-    /// with the same lag policy. One presence diff can carry many changes.
+    /// with the same lag policy. One presence diff can carry many changes. Zero is a
+    /// [`ConfigError`].
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.options.event_capacity = capacity;
         self
     }
 
     /// WebSocket limits and buffer sizes, replacing phx's defaults (tungstenite's, with a
-    /// [`Builder::read_buffer_size`] of 16 KiB).
+    /// [`Builder::read_buffer_size`] of 16 KiB). A configuration tungstenite would refuse (a
+    /// `max_write_buffer_size` not above `write_buffer_size`) is a [`ConfigError`].
     pub fn websocket_config(mut self, config: WebSocketConfig) -> Self {
         self.options.websocket = config;
         self
@@ -263,6 +296,7 @@ impl<R: Runtime> Builder<R> {
     /// filled for every socket, so it is most of an idle socket's memory: a larger one saves
     /// system calls when a socket receives at full speed, a smaller one saves memory when a
     /// process holds many idle sockets. Messages larger than the buffer are still read whole.
+    /// Zero is a [`ConfigError`].
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.options.websocket = self.options.websocket.read_buffer_size(bytes);
         self
@@ -270,12 +304,14 @@ impl<R: Runtime> Builder<R> {
 
     /// Largest message accepted from the server (64 MiB by default). A larger one drops the
     /// connection with [`phx_proto::CloseReason::MessageTooLarge`], and the socket reconnects.
+    /// Zero is a [`ConfigError`].
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.options.websocket = self.options.websocket.max_message_size(Some(bytes));
         self
     }
 
-    /// Largest single WebSocket frame accepted from the server (16 MiB by default).
+    /// Largest single WebSocket frame accepted from the server (16 MiB by default). Zero is a
+    /// [`ConfigError`].
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.options.websocket = self.options.websocket.max_frame_size(Some(bytes));
         self
@@ -382,6 +418,11 @@ impl<R: Runtime> Builder<R> {
         }
         // Payloads are checked where messages are consumed (`Registry::messages`).
         let config = builder.defer_payload_checks(true).build()?;
+        self.options.check()?;
+        // The URL and headers as the dial will send them: what the core accepts but HTTP
+        // cannot carry is a configuration error now, not a failed dial on every retry.
+        let first = phx_proto::Socket::new(config.clone(), self.runtime.now()).connect_request();
+        transport::check_request(&first)?;
         // Only `wss://` endpoints need a TLS connector (a rustls one holds the whole root
         // store): `ws://` sockets stay small.
         let tls = if config.redacted_url().starts_with("wss:") {

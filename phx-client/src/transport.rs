@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use phx_proto::{CloseReason, ConnectRequest, Frame};
+use phx_proto::{CloseReason, ConfigError, ConnectRequest, Frame};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::Request;
 use tungstenite::http::{HeaderName, HeaderValue};
@@ -27,6 +27,29 @@ pub(crate) fn build_request(req: &ConnectRequest) -> Result<Request, WsError> {
         headers.append(name, value);
     }
     Ok(request)
+}
+
+/// Whether [`build_request`] can make a request of `req`: the URL is one HTTP can carry, and
+/// every header name and value is valid HTTP.
+pub(crate) fn check_request(req: &ConnectRequest) -> Result<(), ConfigError> {
+    if req.url().into_client_request().is_err() {
+        return Err(ConfigError::Endpoint {
+            url: req
+                .redacted_url()
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            reason: "not a URL an HTTP request can carry (a space, a second ':' in the \
+                     authority, an unclosed '[', or a host that is not ASCII?)",
+        });
+    }
+    build_request(req)
+        .map(drop)
+        .map_err(|_| ConfigError::Invalid {
+            setting: "header",
+            reason: "a header name or value is not valid HTTP",
+        })
 }
 
 /// How a failed dial or read ends the connection, for the core.

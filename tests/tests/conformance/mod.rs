@@ -1422,12 +1422,47 @@ pub async fn invalid_input_is_a_typed_error<R: Runtime + Default>() {
         ("ftp://h/socket", "scheme"),
         ("localhost:4000/socket", "expected a URL"),
         ("ws:///socket", "host"),
+        // URLs the endpoint rules let through but no HTTP request can carry: refused here,
+        // not by a dial that fails on every retry (and by connect_lazy, below, too).
+        ("ws://127.0.0.1:9/socket?a=b c", "HTTP request"),
+        ("ws://h:80:80/socket", "HTTP request"),
+        ("ws://[::1/socket", "HTTP request"),
+        ("ws://h\u{e9}llo/socket", "HTTP request"),
     ] {
         match Socket::<R>::builder(url).connect().await {
             Err(ConnectError::Config(ConfigError::Endpoint { reason, .. })) => {
                 assert!(reason.contains(needle), "{url}: {reason}")
             }
             other => panic!("{url}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        Socket::<R>::builder("ws://h:80:80/socket").connect_lazy(),
+        Err(ConnectError::Config(ConfigError::Endpoint { .. }))
+    ));
+    // Settings the driver or tungstenite cannot work with (tungstenite panicked on the last).
+    type Set<R> = fn(Builder<R>) -> Builder<R>;
+    let settings: [(&str, Set<R>); 7] = [
+        ("channel_capacity", |b| b.channel_capacity(0)),
+        ("event_capacity", |b| b.event_capacity(0)),
+        ("read_buffer_size", |b| b.read_buffer_size(0)),
+        ("max_message_size", |b| b.max_message_size(0)),
+        ("max_frame_size", |b| b.max_frame_size(0)),
+        ("header", |b| b.header("bad name", "v")),
+        ("websocket_config", |b| {
+            b.websocket_config(
+                phx_client::WebSocketConfig::default()
+                    .write_buffer_size(1 << 20)
+                    .max_write_buffer_size(1 << 10),
+            )
+        }),
+    ];
+    for (name, set) in settings {
+        match set(Socket::<R>::builder("ws://h/socket")).connect_lazy() {
+            Err(ConnectError::Config(ConfigError::Invalid { setting, .. })) => {
+                assert_eq!(setting, name)
+            }
+            other => panic!("{name}: {other:?}"),
         }
     }
     match Socket::<R>::builder("ws://h/socket")
