@@ -40,6 +40,10 @@ pub enum ConnectError {
     /// The socket was shut down before it connected.
     #[error("the socket was shut down")]
     Shutdown,
+    /// The runtime cannot run the socket's driver from here (for phx-tokio: no tokio runtime
+    /// is running on this thread).
+    #[error("cannot start the socket: {0}")]
+    Runtime(&'static str),
 }
 
 impl ConnectError {

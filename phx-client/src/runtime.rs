@@ -35,6 +35,13 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     where
         F: Future<Output = ()> + Send + 'static;
 
+    /// Why [`Runtime::spawn`] cannot run here, if it cannot (tokio's panics outside a tokio
+    /// runtime): `connect` and `connect_lazy` then return [`crate::ConnectError::Runtime`]
+    /// instead. The default says it always can.
+    fn cannot_spawn(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether the driver, polled from inside the runtime, shares its thread with the
     /// application's futures (a current-thread executor). It then reads at most a quarter of a
     /// message stream's capacity (at least one frame) per turn and yields with

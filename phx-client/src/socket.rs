@@ -469,6 +469,9 @@ impl<R: Runtime> Builder<R> {
     /// [`Builder::connect_lazy`] to keep retrying in the background instead.
     pub async fn connect(self) -> Result<Socket<R>, ConnectError> {
         let runtime = self.runtime.clone();
+        if let Some(why) = runtime.cannot_spawn() {
+            return Err(ConnectError::Runtime(why));
+        }
         let (socket, mut driver) = self.build()?;
         let (tx, rx) = oneshot::channel();
         driver.connect_waiter(tx);
@@ -485,9 +488,12 @@ impl<R: Runtime> Builder<R> {
     ///
     /// # Errors
     /// [`ConnectError::Config`] for an invalid setting, [`ConnectError::Tls`] for invalid TLS
-    /// settings.
+    /// settings, [`ConnectError::Runtime`] when the runtime cannot start the driver here.
     pub fn connect_lazy(self) -> Result<Socket<R>, ConnectError> {
         let runtime = self.runtime.clone();
+        if let Some(why) = runtime.cannot_spawn() {
+            return Err(ConnectError::Runtime(why));
+        }
         let (socket, driver) = self.build()?;
         runtime.spawn(driver);
         Ok(socket)

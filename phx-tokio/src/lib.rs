@@ -81,6 +81,13 @@ impl phx_client::Runtime for Tokio {
         tokio::spawn(future);
     }
 
+    fn cannot_spawn(&self) -> Option<&'static str> {
+        tokio::runtime::Handle::try_current().is_err().then_some(
+            "no tokio runtime is running on this thread (call it from #[tokio::main], \
+             Runtime::block_on or inside Runtime::enter)",
+        )
+    }
+
     fn context(&self) -> Option<u64> {
         // A timer belongs to the runtime it is made in: only the driver's own will do.
         use std::hash::{DefaultHasher, Hash, Hasher};
@@ -155,4 +162,29 @@ async fn connect(
     };
     let (ws, _response) = dial.await?;
     Ok(ws)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starting_a_socket_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+        let lazy = Socket::builder("ws://127.0.0.1:9/socket").connect_lazy();
+        assert!(
+            matches!(lazy, Err(ConnectError::Runtime(why)) if why.contains("no tokio runtime")),
+            "{lazy:?}"
+        );
+        let eager =
+            futures::executor::block_on(Socket::builder("ws://127.0.0.1:9/socket").connect());
+        assert!(matches!(eager, Err(ConnectError::Runtime(_))), "{eager:?}");
+        // Inside one, it starts.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _in = rt.enter();
+        assert!(
+            Socket::builder("ws://127.0.0.1:9/socket")
+                .connect_lazy()
+                .is_ok()
+        );
+    }
 }
