@@ -803,7 +803,8 @@ impl<R> ChannelBuilder<R> {
         self
     }
 
-    /// Timeout of this channel's joins, and default timeout of its pushes.
+    /// Timeout of this channel's joins, and default timeout of its pushes. Zero makes the join
+    /// fail with [`JoinError::Invalid`]`(`[`phx_proto::JoinError::ZeroTimeout`]`)`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -1061,7 +1062,8 @@ impl<R> Channel<R> {
     /// Pushes a ready payload (JSON or binary) with an optional timeout, and waits for the reply.
     ///
     /// # Errors
-    /// As [`Channel::push`].
+    /// As [`Channel::push`]; a zero timeout is [`PushError::Refused`]`(`
+    /// [`phx_proto::PushError::ZeroTimeout`]`)`.
     pub async fn push_payload(
         &self,
         event: &str,

@@ -31,6 +31,9 @@ pub enum JoinError {
     /// The channel id is stale: the channel was left or closed.
     #[error("no such channel ({0})")]
     UnknownChannel(ChannelId),
+    /// The join's timeout is zero: it would run out before the server could answer.
+    #[error("the join timeout must not be zero")]
+    ZeroTimeout,
 }
 
 /// Why [`crate::Socket::push`] refused.
@@ -61,6 +64,9 @@ pub enum PushError {
     /// The message cannot be encoded (binary payload over V1, a field over 255 bytes).
     #[error("cannot encode the push: {0}")]
     Encode(#[from] EncodeError),
+    /// The push's timeout is zero: it would run out before the server could answer.
+    #[error("the push timeout must not be zero")]
+    ZeroTimeout,
 }
 
 /// Why [`crate::Socket::leave`] refused.

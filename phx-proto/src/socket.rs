@@ -540,8 +540,8 @@ impl Socket {
     ///
     /// # Errors
     /// [`JoinError::AlreadyJoined`] if the topic has a live channel on this socket,
-    /// [`JoinError::InvalidTopic`], or [`JoinError::Encode`] if the join cannot be encoded
-    /// (params that are not well-formed JSON included).
+    /// [`JoinError::InvalidTopic`], [`JoinError::ZeroTimeout`], or [`JoinError::Encode`] if the
+    /// join cannot be encoded (params that are not well-formed JSON included).
     pub fn join(
         &mut self,
         now: Instant,
@@ -580,6 +580,9 @@ impl Socket {
     ) -> Result<ChannelId, JoinError> {
         let timeout = options.timeout.unwrap_or(self.config.timeout);
         self.tick(now);
+        if timeout.is_zero() {
+            return Err(JoinError::ZeroTimeout);
+        }
         if topic.is_empty() {
             return Err(JoinError::InvalidTopic {
                 topic: topic.to_owned(),
@@ -655,8 +658,9 @@ impl Socket {
     /// # Errors
     /// [`PushError::BufferFull`] when it would have to wait and the buffer is full,
     /// [`PushError::TooManyPending`], [`PushError::UnknownChannel`], [`PushError::Leaving`],
-    /// [`PushError::ReservedEvent`], [`PushError::Encode`] (also for a received payload passed
-    /// on whose deferred check fails: [`EncodeError::InvalidJson`]). Nothing changes on error.
+    /// [`PushError::ReservedEvent`], [`PushError::ZeroTimeout`], [`PushError::Encode`] (also for
+    /// a received payload passed on whose deferred check fails: [`EncodeError::InvalidJson`]).
+    /// Nothing changes on error.
     pub fn push(
         &mut self,
         now: Instant,
@@ -710,6 +714,9 @@ impl Socket {
         }
         if event == PHX_JOIN || event == PHX_LEAVE {
             return Err(PushError::ReservedEvent(event.to_owned()));
+        }
+        if timeout.flatten().is_some_and(|t| t.is_zero()) {
+            return Err(PushError::ZeroTimeout);
         }
         let tracked = timeout.is_some();
         if tracked && self.pending_user >= self.config.max_pending_pushes {

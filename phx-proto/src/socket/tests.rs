@@ -2340,3 +2340,24 @@ fn a_join_reply_with_a_custom_status_fails_the_join() {
         Event::JoinFailed { channel, status, .. } if *channel == ch && status == "custom"
     )));
 }
+
+#[test]
+fn a_zero_join_or_push_timeout_is_refused_and_changes_nothing() {
+    let mut t = T::new();
+    t.open();
+    assert_eq!(
+        t.s.join_with_timeout(t.now, "room:a", Payload::empty(), Duration::ZERO),
+        Err(JoinError::ZeroTimeout)
+    );
+    t.drain();
+    assert!(t.take_frames().is_empty());
+    let ch = t.joined("room:a");
+    t.take_frames();
+    assert_eq!(
+        t.s.push(t.now, ch, "x", Payload::empty(), Some(Duration::ZERO)),
+        Err(PushError::ZeroTimeout)
+    );
+    t.drain();
+    assert!(t.take_frames().is_empty());
+    assert_eq!(t.s.stats().pushes_pending, 0);
+}

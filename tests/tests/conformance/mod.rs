@@ -1483,6 +1483,23 @@ pub async fn invalid_input_is_a_typed_error<R: Runtime + Default>() {
             phx_proto::JoinError::InvalidTopic { .. }
         ))
     ));
+    // A zero timeout, for a join or a push, is refused as the socket-wide one is.
+    assert_eq!(
+        socket
+            .channel("room:zero")
+            .timeout(Duration::ZERO)
+            .join()
+            .await
+            .err(),
+        Some(JoinError::Invalid(phx_proto::JoinError::ZeroTimeout))
+    );
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    assert_eq!(
+        lobby
+            .push_payload("ping", Payload::empty(), Some(Duration::ZERO))
+            .await,
+        Err(PushError::Refused(phx_proto::PushError::ZeroTimeout))
+    );
     // http(s) endpoints are mapped to ws(s) and the /websocket suffix is added once.
     let http = h.url().replace("ws://", "http://") + "/websocket";
     let s = Socket::<R>::builder(&http)
