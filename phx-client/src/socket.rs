@@ -1050,6 +1050,10 @@ impl<R> Channel<R> {
 
     /// Pushes `event` with a payload serialized by serde, and waits for the reply.
     ///
+    /// Dropping the future (a timeout around it, say) does not withdraw a push the socket has
+    /// taken: it is still sent, and it counts toward `max_pending_pushes` until its reply or
+    /// its own timeout. For a push nobody waits on, use [`Channel::cast`].
+    ///
     /// # Errors
     /// [`PushError::Rejected`] (error or custom status reply), [`PushError::Timeout`],
     /// [`PushError::Failed`] (channel or connection gone), [`PushError::Refused`] (buffer
