@@ -100,7 +100,7 @@ impl Backoff {
                     return base;
                 }
                 let factor = 1.0 + jitter * (2.0 * rng.next_f64() - 1.0);
-                base.mul_f64(factor.max(0.0))
+                scale(base, factor.max(0.0))
             }
             Self::Exponential { base, cap } => {
                 let ceiling = base
@@ -114,12 +114,10 @@ impl Backoff {
     /// The longest delay this schedule can produce.
     pub fn max_delay(&self) -> Duration {
         match self {
-            Self::Schedule { delays, jitter } => delays
-                .iter()
-                .max()
-                .copied()
-                .unwrap_or_default()
-                .mul_f64(1.0 + jitter),
+            Self::Schedule { delays, jitter } => {
+                let longest = delays.iter().max().copied().unwrap_or_default();
+                scale(longest, 1.0 + jitter)
+            }
             Self::Exponential { cap, .. } => *cap,
         }
     }
@@ -151,12 +149,32 @@ impl Rng {
     }
 }
 
+/// `d × factor`, or the longest `Duration` where that overflows (`mul_f64` would panic on a
+/// schedule of huge delays).
+fn scale(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Backoff, Duration, Rng};
     use proptest::prelude::{prop_assert, prop_assert_eq, proptest};
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn a_schedule_of_huge_delays_saturates_instead_of_panicking() {
+        let max = Backoff::Schedule {
+            delays: vec![Duration::MAX],
+            jitter: 0.5,
+        };
+        assert!(max.validate().is_ok());
+        assert_eq!(max.max_delay(), Duration::MAX);
+        let mut rng = Rng::new(0);
+        for n in 0..64 {
+            let _ = max.delay(n, &mut rng);
+        }
+    }
 
     #[test]
     fn rejoin_schedule_matches_phoenix_js() {
