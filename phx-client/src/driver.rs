@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use futures::{Sink, Stream};
 use phx_proto::{
-    ChannelId, CloseReason, Config, ConnectionId, Event, IdTable, JoinOptions, Message, Payload,
-    PresenceChange, PresenceEntry, PushFailure, PushRef, Stats, Transmit,
+    ChannelId, CloseReason, Config, ConfigError, ConnectionId, Event, IdTable, JoinOptions,
+    Message, Payload, PresenceChange, PresenceEntry, PushFailure, PushRef, Stats, Transmit,
 };
 use tracing::{debug, info, trace, warn};
 use tungstenite::protocol::CloseFrame;
@@ -339,6 +339,12 @@ impl<R: Runtime> Driver<R> {
 
     pub(crate) fn connect_waiter(&mut self, tx: oneshot::Sender<Result<(), ConnectError>>) {
         self.lock().connect_waiter = Some(tx);
+    }
+
+    /// Whether the connect request this driver will dial can be sent at all (see
+    /// [`transport::check_url`]).
+    pub(crate) fn check_url(&self) -> Result<(), ConfigError> {
+        transport::check_url(&self.lock().core.connect_request())
     }
 
     /// The handles' shortcut into this driver's state.

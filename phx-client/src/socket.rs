@@ -28,7 +28,6 @@ use crate::oneshot;
 use crate::route::OwnReply;
 use crate::runtime::Runtime;
 use crate::tls::TlsOptions;
-use crate::transport;
 
 /// A stream of a channel's messages: `Ok(message)`, or `Err(Lagged(n))` where `n` messages
 /// were dropped because the consumer fell behind (see [`Builder::channel_capacity`]).
@@ -419,10 +418,6 @@ impl<R: Runtime> Builder<R> {
         // Payloads are checked where messages are consumed (`Registry::messages`).
         let config = builder.defer_payload_checks(true).build()?;
         self.options.check()?;
-        // The URL and headers as the dial will send them: what the core accepts but HTTP
-        // cannot carry is a configuration error now, not a failed dial on every retry.
-        let first = phx_proto::Socket::new(config.clone(), self.runtime.now()).connect_request();
-        transport::check_request(&first)?;
         // Only `wss://` endpoints need a TLS connector (a rustls one holds the whole root
         // store): `ws://` sockets stay small.
         let tls = if config.redacted_url().starts_with("wss:") {
@@ -446,6 +441,9 @@ impl<R: Runtime> Builder<R> {
             registry.clone(),
             seed,
         );
+        // A URL the core accepts but HTTP cannot carry is a configuration error now, not a
+        // failed dial on every retry.
+        driver.check_url()?;
         let shared = Arc::new(Shared {
             commands: Mutex::new(tx),
             direct: driver.direct(),
