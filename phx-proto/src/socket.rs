@@ -1100,7 +1100,7 @@ impl Socket {
         });
         self.events.push_back(Event::Connecting {
             conn,
-            attempt: self.failures + 1,
+            attempt: self.failures.saturating_add(1),
         });
     }
 

@@ -343,6 +343,29 @@ fn the_backoff_starts_over_once_a_connection_stayed_open_five_seconds() {
 }
 
 #[test]
+fn attempt_numbers_saturate_instead_of_overflowing() {
+    let mut t = T::new();
+    t.connect();
+    // 2^32 failed dials in a row are not testable in real time; start from just below.
+    t.s.failures = u32::MAX - 1;
+    for _ in 0..3 {
+        t.closed(CloseReason::Error("refused".into()));
+        let next = t.s.poll_timeout().unwrap();
+        t.advance_to_instant(next);
+    }
+    let attempts: Vec<u32> = t
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Connecting { attempt, .. } => Some(attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attempts.last(), Some(&u32::MAX));
+    assert_eq!(t.s.state(), SocketState::Connecting);
+}
+
+#[test]
 fn refused_handshake_keeps_backing_off_and_says_refused() {
     let mut t = T::new();
     t.connect();
