@@ -926,7 +926,9 @@ impl Socket {
         }
         self.timers.cancel(self.connect_timer.take());
         self.phase = Phase::Open(conn);
-        self.opened_at = Some(now);
+        // The core's clock, not `now`: an input stamped earlier than the last one must not make
+        // the connection look older than it is (and reset the backoff too soon).
+        self.opened_at = Some(self.now);
         self.failures = 0;
         self.stats.connects += 1;
         if let Some(interval) = self.config.heartbeat_interval {

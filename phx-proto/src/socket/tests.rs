@@ -343,6 +343,26 @@ fn the_backoff_starts_over_once_a_connection_stayed_open_five_seconds() {
 }
 
 #[test]
+fn an_open_stamped_earlier_than_the_core_clock_counts_from_the_core_clock() {
+    // The driver's clock reading for "opened" may be older than the last input's (it was read
+    // before a timer fired, say). The connection's age counts from the core's clock, so a
+    // connection that lived 4 s does not start the backoff over.
+    let mut t = T::new();
+    t.connect();
+    t.closed(CloseReason::Error("x".into()));
+    t.advance_to(10);
+    t.closed(CloseReason::Error("x".into()));
+    t.advance_to(60);
+    t.advance_to(2_000);
+    let conn = t.conn.unwrap();
+    t.s.handle_connected(t.at(60), conn);
+    t.drain();
+    t.advance_to(2_000 + 4_000);
+    t.closed(CloseReason::Error("x".into()));
+    assert_eq!(reconnect_delays(&t.take_events()), [10, 50, 100]);
+}
+
+#[test]
 fn attempt_numbers_saturate_instead_of_overflowing() {
     let mut t = T::new();
     t.connect();
