@@ -16,10 +16,11 @@
 //! [`crate::Socket`] runs one per channel joined with [`crate::JoinOptions::presence`], and
 //! reports its changes as [`crate::Event::Presence`].
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use crate::payload::Payload;
 
@@ -101,8 +102,61 @@ fn ref_key(meta: &Value) -> Option<&Value> {
     meta.get("phx_ref")
 }
 
-fn ref_keys(entry: &PresenceEntry) -> Vec<Option<&Value>> {
-    entry.metas.iter().map(ref_key).collect()
+/// The `phx_ref`s of one entry's metas, sorted, so that matching the metas of another entry
+/// against them costs O(n log n), not O(n·m): one key may hold thousands of metas (an app that
+/// tracks every anonymous visitor under one key), and a whole state is matched on every rejoin.
+struct RefSet<'a>(Vec<Option<&'a Value>>);
+
+impl<'a> RefSet<'a> {
+    fn of(entry: &'a PresenceEntry) -> Self {
+        let mut refs: Vec<Option<&Value>> = entry.metas.iter().map(ref_key).collect();
+        refs.sort_by(|a, b| ref_order(*a, *b));
+        Self(refs)
+    }
+
+    fn contains(&self, key: Option<&Value>) -> bool {
+        let start = self
+            .0
+            .partition_point(|r| ref_order(*r, key) == Ordering::Less);
+        self.0
+            .iter()
+            .skip(start)
+            .take_while(|r| ref_order(**r, key) == Ordering::Equal)
+            .any(|r| *r == key)
+    }
+}
+
+/// A total preorder on refs under which equal refs compare `Equal`: strings (what Phoenix
+/// sends) by content, booleans and numbers by value, other JSON values only by their type.
+/// `RefSet::contains` confirms with `==` among the refs this order cannot tell apart.
+fn ref_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+    fn rank(v: Option<&Value>) -> u8 {
+        match v {
+            None => 0,
+            Some(Value::Null) => 1,
+            Some(Value::Bool(_)) => 2,
+            Some(Value::Number(_)) => 3,
+            Some(Value::String(_)) => 4,
+            Some(Value::Array(_)) => 5,
+            Some(Value::Object(_)) => 6,
+        }
+    }
+    // Numbers equal under `==` have the same value as f64 (0.0 and -0.0 are equal, so they
+    // are made one); numbers that differ may still share one, which `==` then settles.
+    fn number_key(n: &Number) -> f64 {
+        match n.as_f64() {
+            // A float pattern compares with `==`: this arm takes -0.0 too.
+            Some(0.0) => 0.0,
+            Some(f) => f,
+            None => f64::NAN,
+        }
+    }
+    match (a, b) {
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
+        (Some(Value::Number(x)), Some(Value::Number(y))) => number_key(x).total_cmp(&number_key(y)),
+        _ => rank(a).cmp(&rank(b)),
+    }
 }
 
 /// A change to a presence view.
@@ -275,18 +329,18 @@ impl Presence {
         for (key, incoming) in new {
             match self.state.get(&key) {
                 Some(current) => {
-                    let new_refs = ref_keys(&incoming);
-                    let cur_refs = ref_keys(current);
+                    let new_refs = RefSet::of(&incoming);
+                    let cur_refs = RefSet::of(current);
                     let joined: Vec<Value> = incoming
                         .metas
                         .iter()
-                        .filter(|m| !cur_refs.contains(&ref_key(m)))
+                        .filter(|m| !cur_refs.contains(ref_key(m)))
                         .cloned()
                         .collect();
                     let left: Vec<Value> = current
                         .metas
                         .iter()
-                        .filter(|m| !new_refs.contains(&ref_key(m)))
+                        .filter(|m| !new_refs.contains(ref_key(m)))
                         .cloned()
                         .collect();
                     if !joined.is_empty() {
@@ -326,11 +380,11 @@ impl Presence {
             let current = self.state.get(&key).cloned();
             let mut entry = joined.clone();
             if let Some(cur) = &current {
-                let joined_refs = ref_keys(&joined);
+                let joined_refs = RefSet::of(&joined);
                 let mut metas: Vec<Value> = cur
                     .metas
                     .iter()
-                    .filter(|m| !joined_refs.contains(&ref_key(m)))
+                    .filter(|m| !joined_refs.contains(ref_key(m)))
                     .cloned()
                     .collect();
                 metas.extend(entry.metas);
@@ -347,8 +401,8 @@ impl Presence {
             let Some(cur) = self.state.get_mut(&key) else {
                 continue;
             };
-            let left_refs = ref_keys(&left);
-            cur.metas.retain(|m| !left_refs.contains(&ref_key(m)));
+            let left_refs = RefSet::of(&left);
+            cur.metas.retain(|m| !left_refs.contains(ref_key(m)));
             let current = cur.clone();
             if current.metas.is_empty() {
                 self.state.remove(&key);

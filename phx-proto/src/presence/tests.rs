@@ -371,3 +371,86 @@ fn refs_compare_as_phoenix_js_compares_them_even_when_missing_or_not_strings() {
         .unwrap();
     assert!(p.is_empty());
 }
+
+/// Any JSON value a server might put in `phx_ref` (or none), with many near-equal pairs:
+/// `0` and `0.0` and `-0.0`, `1` and `1.0`, equal objects written in another key order.
+fn a_ref() -> impl Strategy<Value = Option<Value>> {
+    let leaf = prop_oneof![
+        1 => Just(Value::Null),
+        1 => any::<bool>().prop_map(Value::from),
+        1 => (0u8..3).prop_map(|n| json!(n)),
+        1 => Just(json!(-1)),
+        3 => prop::sample::select(vec![0.0, -0.0, 1.0, -1.0]).prop_map(|f| json!(f)),
+        1 => "[ab]{0,1}".prop_map(Value::from),
+    ];
+    let value = prop_oneof![
+        6 => leaf.clone(),
+        1 => prop::collection::vec(leaf.clone(), 0..3).prop_map(Value::Array),
+        1 => prop::collection::vec(("[xy]", leaf), 0..3)
+            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+    ];
+    prop::option::weighted(0.9, value)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The sorted ref set finds exactly the refs a linear search with `==` finds.
+    #[test]
+    fn the_ref_set_agrees_with_a_linear_search(
+        refs in proptest::collection::vec(a_ref(), 0..12),
+        probes in proptest::collection::vec(a_ref(), 0..12),
+    ) {
+        let meta = |r: &Option<Value>| match r {
+            Some(v) => json!({ "phx_ref": v }),
+            None => json!({}),
+        };
+        let entry = PresenceEntry { metas: refs.iter().map(meta).collect(), extra: Map::new() };
+        let set = RefSet::of(&entry);
+        for probe in probes.iter().chain(&refs) {
+            let m = meta(probe);
+            let key = ref_key(&m);
+            let linear = entry.metas.iter().any(|x| ref_key(x) == key);
+            prop_assert_eq!(set.contains(key), linear, "probe {:?} in {:?}", probe, refs);
+        }
+    }
+}
+
+#[test]
+fn a_key_with_thousands_of_metas_resyncs_by_its_refs() {
+    // One key, 5,000 metas; the next state renames 500 of them: 500 join, 500 leave, and the
+    // rest are matched by ref (the `presence` bench measures how long that takes).
+    let state = |renamed: usize| {
+        let metas: Vec<Value> = (0..5_000)
+            .map(|i| {
+                meta(&if i < renamed {
+                    format!("new{i}")
+                } else {
+                    format!("r{i}")
+                })
+            })
+            .collect();
+        payload(json!({ "anon": { "metas": metas } }))
+    };
+    let mut p = Presence::new(PresenceEvents::default());
+    p.handle("presence_state", &state(0), Some("1")).unwrap();
+    changes(&mut p);
+    p.handle("presence_state", &state(500), Some("1")).unwrap();
+    let c = changes(&mut p);
+    let count = |f: fn(&PresenceChange) -> Option<usize>| c.iter().filter_map(f).sum::<usize>();
+    assert_eq!(
+        count(|c| match c {
+            PresenceChange::Join { joined, .. } => Some(joined.metas.len()),
+            _ => None,
+        }),
+        500
+    );
+    assert_eq!(
+        count(|c| match c {
+            PresenceChange::Leave { left, .. } => Some(left.metas.len()),
+            _ => None,
+        }),
+        500
+    );
+    assert_eq!(p.get("anon").unwrap().metas.len(), 5_000);
+}
