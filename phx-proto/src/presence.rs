@@ -377,7 +377,9 @@ impl Presence {
         leaves: BTreeMap<String, PresenceEntry>,
     ) {
         for (key, joined) in joins {
-            let current = self.state.get(&key).cloned();
+            // Taken out rather than cloned: the change reports it, and the new entry is built
+            // from the metas of it that stay.
+            let current = self.state.remove(&key);
             let mut entry = joined.clone();
             if let Some(cur) = &current {
                 let joined_refs = RefSet::of(&joined);
