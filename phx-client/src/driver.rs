@@ -1055,7 +1055,7 @@ impl<R: Runtime> State<R> {
                 return;
             }
             Event::Presence { channel, change } => {
-                self.deliver_presence(channel, &change);
+                self.deliver_presence(channel, change);
                 return;
             }
             Event::Replied {
@@ -1266,7 +1266,7 @@ impl<R: Runtime> State<R> {
         }
     }
 
-    fn deliver_presence(&mut self, channel: ChannelId, change: &PresenceChange) {
+    fn deliver_presence(&mut self, channel: ChannelId, change: PresenceChange) {
         let Some(entry) = self.channels.get_mut(&channel) else {
             return;
         };
@@ -1275,8 +1275,19 @@ impl<R: Runtime> State<R> {
             .presence_subscribers()
             .iter()
             .filter_map(Weak::upgrade);
-        for inbox in entry.shared.presence.iter().cloned().chain(subs) {
-            if let Some(w) = inbox.push(change.clone()) {
+        // A change may carry a key's whole entry (thousands of metas): the last stream gets
+        // it moved, the others a clone.
+        let mut inboxes = entry.shared.presence.iter().cloned().chain(subs).peekable();
+        let mut change = Some(change);
+        while let Some(inbox) = inboxes.next() {
+            let item = if inboxes.peek().is_some() {
+                change.clone()
+            } else {
+                change.take()
+            };
+            if let Some(item) = item
+                && let Some(w) = inbox.push(item)
+            {
                 self.wake.push(w);
             }
         }

@@ -833,6 +833,8 @@ async fn presence_with_several_users_in<R: Runtime + Default>(order: PresenceOrd
     assert!(seen.contains(&"+alice".to_owned()));
     assert_eq!(keys(view.list().await.unwrap()), ["alice"]);
 
+    // A second stream of the same view sees the same changes from when it was made.
+    let mut also = view.changes();
     let others: Vec<Socket<R>> = futures::future::join_all((0..2).map(|_| connect::<R>(&h))).await;
     let mut their_channels = Vec::new();
     for (s, name) in others.iter().zip(["bob", "carol"]) {
@@ -845,6 +847,7 @@ async fn presence_with_several_users_in<R: Runtime + Default>(order: PresenceOrd
         their_channels.push(c);
     }
     let mut joined = BTreeSet::new();
+    let mut main_joins = Vec::new();
     while joined.len() < 2 {
         if let Some(Ok(phx_client::PresenceChange::Join {
             key,
@@ -862,6 +865,7 @@ async fn presence_with_several_users_in<R: Runtime + Default>(order: PresenceOrd
                 continue;
             }
             assert!(j.decode_metas::<Meta>().unwrap()[0].online_at > 0);
+            main_joins.push((key.clone(), current, j));
             joined.insert(key);
         }
     }
@@ -869,6 +873,21 @@ async fn presence_with_several_users_in<R: Runtime + Default>(order: PresenceOrd
         joined,
         BTreeSet::from(["bob".to_owned(), "carol".to_owned()])
     );
+    let mut also_joins = Vec::new();
+    while also_joins.len() < main_joins.len() {
+        match within::<R, _>(MS(2000), "the second stream's joins", also.next()).await {
+            Some(Ok(phx_client::PresenceChange::Join {
+                key,
+                current,
+                joined,
+            })) if key != "alice" => also_joins.push((key, current, joined)),
+            Some(Ok(
+                phx_client::PresenceChange::Join { .. } | phx_client::PresenceChange::Sync,
+            )) => {}
+            other => panic!("second stream: {other:?}"),
+        }
+    }
+    assert_eq!(also_joins, main_joins);
     let names = view
         .list_by(|key, entry| format!("{key}x{}", entry.metas.len()))
         .await
