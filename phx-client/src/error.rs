@@ -92,7 +92,8 @@ pub enum JoinError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PushError {
-    /// The server replied with a status other than `ok` (usually `error`).
+    /// The server replied with a status other than `ok`: usually `error`, or a custom one a
+    /// channel chose (`{:reply, {:custom, payload}, socket}`); `status` tells which.
     #[error("push rejected ({}): {}", .0.status, .0.response_text())]
     Rejected(Reply),
     /// No reply within the push timeout (counted from the push, and again from the moment it
