@@ -1149,6 +1149,29 @@ fn server_phx_close_ends_the_channel_for_good() {
     assert!(!t.take_frames().iter().any(|f| f.contains("phx_join")));
 }
 
+#[test]
+fn phx_close_and_phx_error_without_any_ref_act_on_the_current_channel() {
+    // PROTOCOL.md §5.3: a close or error with a null join ref is the current channel's (only a
+    // join ref that is not the current one marks it stale).
+    let mut t = T::new();
+    t.open();
+    let errored = t.joined("room:a");
+    let closed = t.joined("room:b");
+    t.take_events();
+    t.recv(r#"[null,null,"room:a","phx_error",{}]"#);
+    assert!(t.take_events().iter().any(|e| matches!(
+        e,
+        Event::ChannelErrored { channel, reason: ChannelError::Server(_), .. } if *channel == errored
+    )));
+    assert_eq!(t.s.channel(errored).unwrap().state(), ChannelState::Errored);
+    t.recv(r#"[null,null,"room:b","phx_close",{}]"#);
+    assert!(t.take_events().contains(&Event::ChannelClosed {
+        channel: closed,
+        reason: ChannelClosed::Server
+    }));
+    assert!(t.s.channel(closed).is_none());
+}
+
 // ------------------------------------------------------------------ routing
 
 #[test]
