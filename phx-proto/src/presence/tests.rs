@@ -207,6 +207,22 @@ fn custom_event_names_and_fetch_fields_are_kept() {
         online_at: u64,
     }
     assert_eq!(e.decode_metas::<Meta>().unwrap()[0].online_at, 1);
+    changes(&mut p);
+    // A new state replaces "1" with "2" and the fetched fields: the leave carries the fields
+    // the leaving meta was listed with, the join the new ones (phoenix.js's syncState).
+    p.handle(
+        "who",
+        &payload(json!({"u": {"metas": [meta("2")], "user": {"name": "Bo"}}})),
+        Some("1"),
+    )
+    .unwrap();
+    let c = changes(&mut p);
+    let name = |e: &PresenceEntry| e.extra["user"]["name"].clone();
+    assert!(c.iter().any(|c| matches!(c,
+        PresenceChange::Join { joined, .. } if name(joined) == "Bo")));
+    assert!(c.iter().any(|c| matches!(c,
+        PresenceChange::Leave { left, .. } if name(left) == "Ann")));
+    assert_eq!(name(p.get("u").unwrap()), "Bo");
 }
 
 #[test]
