@@ -275,10 +275,7 @@ fn reconnect_follows_the_phoenix_schedule_then_five_seconds() {
         assert_eq!(t.connects.len(), before, "no dial before the delay");
         t.advance_to(at);
         assert_eq!(t.connects.len(), before + 1);
-        attempts.extend(t.take_events().into_iter().filter_map(|e| match e {
-            Event::Connecting { attempt, .. } => Some(attempt),
-            _ => None,
-        }));
+        attempts.extend(connect_attempts(&t.take_events()));
     }
     assert_eq!(
         delays,
@@ -287,6 +284,26 @@ fn reconnect_follows_the_phoenix_schedule_then_five_seconds() {
     // Reconnect attempt n is reported as such (the first connect was attempt 1).
     assert_eq!(attempts, (2..=12).collect::<Vec<u32>>());
     assert_eq!(t.s.stats().reconnects, 11);
+}
+
+/// The attempt numbers of the `Connecting` events in `events`.
+fn connect_attempts(events: &[Event]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Connecting { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two dials fail (at 0 and 10 ms); the third starts at 60 ms, when this returns.
+fn fail_two_dials(t: &mut T) {
+    t.connect();
+    t.closed(CloseReason::Error("x".into()));
+    t.advance_to(10);
+    t.closed(CloseReason::Error("x".into()));
+    t.advance_to(60);
 }
 
 /// The reconnect delays announced by the `Disconnected` events in `events`, in ms.
@@ -327,11 +344,7 @@ fn a_server_that_accepts_and_closes_at_once_is_redialled_on_the_backoff() {
 #[test]
 fn the_backoff_starts_over_once_a_connection_stayed_open_five_seconds() {
     let mut t = T::new();
-    t.connect();
-    t.closed(CloseReason::Error("x".into()));
-    t.advance_to(10);
-    t.closed(CloseReason::Error("x".into()));
-    t.advance_to(60);
+    fail_two_dials(&mut t);
     t.opened();
     t.advance_to(60 + 4_999);
     t.closed(CloseReason::Error("x".into()));
@@ -348,11 +361,7 @@ fn an_open_stamped_earlier_than_the_core_clock_counts_from_the_core_clock() {
     // before a timer fired, say). The connection's age counts from the core's clock, so a
     // connection that lived 4 s does not start the backoff over.
     let mut t = T::new();
-    t.connect();
-    t.closed(CloseReason::Error("x".into()));
-    t.advance_to(10);
-    t.closed(CloseReason::Error("x".into()));
-    t.advance_to(60);
+    fail_two_dials(&mut t);
     t.advance_to(2_000);
     let conn = t.conn.unwrap();
     t.s.handle_connected(t.at(60), conn);
@@ -373,14 +382,7 @@ fn attempt_numbers_saturate_instead_of_overflowing() {
         let next = t.s.poll_timeout().unwrap();
         t.advance_to_instant(next);
     }
-    let attempts: Vec<u32> = t
-        .take_events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Connecting { attempt, .. } => Some(attempt),
-            _ => None,
-        })
-        .collect();
+    let attempts = connect_attempts(&t.take_events());
     assert_eq!(attempts.last(), Some(&u32::MAX));
     assert_eq!(t.s.state(), SocketState::Connecting);
 }
