@@ -1,7 +1,7 @@
 //! Message payloads and the UTF-8 string type used for envelope fields.
 //!
-//! Both keep the bytes of the received frame (`bytes::Bytes` slices): nothing is copied or
-//! re-serialized until the user asks for a typed value.
+//! A received payload is a `bytes::Bytes` slice of its frame, never copied or re-serialized
+//! until the user asks for a typed value; a short envelope field is copied into its string.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -14,15 +14,37 @@ use serde::de::{Deserialize, DeserializeOwned};
 
 use crate::codec::{DecodeError, json};
 
-/// An immutable UTF-8 string backed by [`Bytes`], so envelope fields (topic, event, refs) can
-/// point into the frame they were decoded from.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteStr(Bytes);
+/// An immutable UTF-8 string for envelope fields (topic, event, refs).
+///
+/// A string of up to 23 bytes is held inline; a longer one is a [`Bytes`] slice of the frame it
+/// was decoded from. Topics, events and refs are nearly always short, and copying them costs
+/// less than sharing the frame: each slice of a shared buffer is an atomic reference-count
+/// update when it is made and another when it is dropped (by the application, often on another
+/// thread than the one that decoded the frame).
+#[derive(Clone)]
+pub struct ByteStr(Repr);
+
+/// Bytes a [`ByteStr`] holds inline: as many as fit beside the length in a `Bytes`' 32 bytes.
+const INLINE: usize = 23;
+
+#[derive(Clone)]
+enum Repr {
+    /// Static memory, a string given as `Bytes`, or a long field's slice of its frame.
+    Shared(Bytes),
+    /// The first `len` bytes of `buf`; the rest are never read.
+    Inline { len: u8, buf: [u8; INLINE] },
+}
+
+impl Default for ByteStr {
+    fn default() -> Self {
+        Self::from_static("")
+    }
+}
 
 impl ByteStr {
     /// A string pointing at static memory; no allocation.
     pub const fn from_static(s: &'static str) -> Self {
-        Self(Bytes::from_static(s.as_bytes()))
+        Self(Repr::Shared(Bytes::from_static(s.as_bytes())))
     }
 
     /// Wraps bytes after checking that they are UTF-8.
@@ -31,25 +53,55 @@ impl ByteStr {
     /// Returns the bytes back when they are not valid UTF-8.
     pub fn from_utf8(bytes: Bytes) -> Result<Self, Bytes> {
         match std::str::from_utf8(&bytes) {
-            Ok(_) => Ok(Self(bytes)),
+            Ok(_) => Ok(Self(Repr::Shared(bytes))),
             Err(_) => Err(bytes),
         }
     }
 
-    /// Wraps bytes the codec's scanner has already found to be ASCII.
-    pub(crate) fn from_ascii(bytes: Bytes) -> Self {
-        debug_assert!(bytes.is_ascii());
-        Self(bytes)
+    /// `src` held inline, if it is short enough.
+    fn inline(src: &[u8]) -> Option<Self> {
+        let len = u8::try_from(src.len()).ok()?;
+        let mut buf = [0; INLINE];
+        buf.get_mut(..src.len())?.copy_from_slice(src);
+        Some(Self(Repr::Inline { len, buf }))
     }
 
-    /// Wraps bytes that are ASCII (so UTF-8) without the general UTF-8 check: envelope fields
-    /// are short, and `is_ascii` costs a fraction of `from_utf8`'s call. Anything else goes
-    /// through [`ByteStr::from_utf8`].
-    pub(crate) fn from_ascii_or_utf8(bytes: Bytes) -> Result<Self, Bytes> {
-        if bytes.is_ascii() {
-            Ok(Self(bytes))
+    /// `frame[range]`, copied inline when short, else a slice of `frame`; `None` if the range
+    /// does not lie in the frame. The caller has checked that it holds UTF-8.
+    #[inline(always)]
+    fn copy_or_slice(frame: &Bytes, range: std::ops::Range<usize>) -> Option<Self> {
+        let src = frame.get(range.clone())?;
+        if src.len() <= INLINE {
+            // A fixed-size copy is a couple of vector moves, where one of `len` bytes is a
+            // call to `memcpy`. The bytes after the string are the frame's own, never read.
+            if let Some(window) = frame.get(range.start..range.start.saturating_add(INLINE))
+                && let Ok(buf) = <[u8; INLINE]>::try_from(window)
+                && let Ok(len) = u8::try_from(src.len())
+            {
+                return Some(Self(Repr::Inline { len, buf }));
+            }
+            return Self::inline(src);
+        }
+        Some(Self(Repr::Shared(frame.slice(range))))
+    }
+
+    /// `frame[range]`, which the codec's scanner has already found to be ASCII; `None` if the
+    /// range does not lie in the frame.
+    #[inline]
+    pub(crate) fn from_ascii_in(frame: &Bytes, range: std::ops::Range<usize>) -> Option<Self> {
+        debug_assert!(frame.get(range.clone()).is_some_and(<[u8]>::is_ascii));
+        Self::copy_or_slice(frame, range)
+    }
+
+    /// `frame[range]` if it lies in the frame and is UTF-8. Checks for ASCII first: envelope
+    /// fields are short, and `is_ascii` costs a fraction of `from_utf8`'s call.
+    #[inline]
+    pub(crate) fn from_utf8_in(frame: &Bytes, range: std::ops::Range<usize>) -> Option<Self> {
+        let src = frame.get(range.clone())?;
+        if src.is_ascii() || std::str::from_utf8(src).is_ok() {
+            Self::copy_or_slice(frame, range)
         } else {
-            Self::from_utf8(bytes)
+            None
         }
     }
 
@@ -57,27 +109,35 @@ impl ByteStr {
     pub fn as_str(&self) -> &str {
         // The constructors only admit UTF-8, so this never takes the fallback. phx-proto forbids
         // `unsafe`, hence the checked conversion (fast for the short strings of an envelope).
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
     /// The underlying bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Shared(bytes) => bytes,
+            Repr::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+        }
     }
 
-    /// The underlying [`Bytes`], sharing the same memory.
+    /// The string as [`Bytes`]: the same memory for a long string, a copy of a short one held
+    /// inline.
     pub fn to_bytes(&self) -> Bytes {
-        self.0.clone()
+        match &self.0 {
+            Repr::Shared(bytes) => bytes.clone(),
+            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_bytes()),
+        }
     }
 
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_bytes().len()
     }
 
     /// Whether the string is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_bytes().is_empty()
     }
 }
 
@@ -96,50 +156,75 @@ impl AsRef<str> for ByteStr {
 
 impl AsRef<[u8]> for ByteStr {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
-// Hash as bytes so that `Borrow<[u8]>` lookups agree with `Hash`.
+// Equality, order and hashing look at the string, not at where it is held. Hash as bytes so
+// that `Borrow<[u8]>` lookups agree with `Hash`.
+impl PartialEq for ByteStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for ByteStr {}
+
+impl PartialOrd for ByteStr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByteStr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
 impl Hash for ByteStr {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.as_ref().hash(state);
+        self.as_bytes().hash(state);
     }
 }
 
 impl Borrow<[u8]> for ByteStr {
     fn borrow(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
     }
 }
 
 impl From<&str> for ByteStr {
     fn from(s: &str) -> Self {
-        Self(Bytes::copy_from_slice(s.as_bytes()))
+        Self::inline(s.as_bytes())
+            .unwrap_or_else(|| Self(Repr::Shared(Bytes::copy_from_slice(s.as_bytes()))))
     }
 }
 
 impl From<String> for ByteStr {
     fn from(s: String) -> Self {
-        Self(Bytes::from(s))
+        Self::inline(s.as_bytes()).unwrap_or_else(|| Self(Repr::Shared(Bytes::from(s))))
     }
 }
 
 impl From<ByteStr> for Bytes {
     fn from(s: ByteStr) -> Self {
-        s.0
+        match s.0 {
+            Repr::Shared(bytes) => bytes,
+            Repr::Inline { .. } => Self::copy_from_slice(s.as_bytes()),
+        }
     }
 }
 
 impl PartialEq<str> for ByteStr {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other.as_bytes()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl PartialEq<&str> for ByteStr {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == other.as_bytes()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -425,5 +510,65 @@ mod tests {
         assert_eq!(m.get(b"room:1".as_slice()), Some(&1));
         assert_eq!(a, "room:1");
         assert!(ByteStr::from_utf8(Bytes::from_static(&[0xff])).is_err());
+    }
+
+    fn hash_of(s: &ByteStr) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        s.hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn short_fields_are_copied_and_long_ones_share_the_frame() {
+        let frame = Bytes::from(format!("{}|{}", "t".repeat(INLINE), "u".repeat(INLINE + 1)));
+        let short = ByteStr::from_utf8_in(&frame, 0..INLINE).unwrap();
+        let long = ByteStr::from_utf8_in(&frame, INLINE + 1..frame.len()).unwrap();
+        assert!(matches!(short.0, Repr::Inline { .. }));
+        assert!(matches!(long.0, Repr::Shared(_)));
+        assert_eq!(short, "t".repeat(INLINE).as_str());
+        assert_eq!(long, "u".repeat(INLINE + 1).as_str());
+        // Only the long field keeps the frame's buffer alive.
+        let mut frame = frame;
+        assert!(!frame.is_unique());
+        drop(long);
+        assert!(frame.is_unique(), "a short field holds no reference");
+        // A field at the very end of its frame, with fewer than INLINE bytes after its start.
+        let tail = ByteStr::from_ascii_in(&frame, frame.len() - 3..frame.len()).unwrap();
+        assert!(matches!(tail.0, Repr::Inline { .. }));
+        assert_eq!(tail, "uuu");
+        assert_eq!(ByteStr::from_utf8_in(&frame, 0..frame.len() + 1), None);
+        assert_eq!(frame.split_to(1), "t", "the frame is intact");
+        assert_eq!(
+            ByteStr::from_utf8_in(&Bytes::from_static(b"\xe9t\xe9"), 0..3),
+            None
+        );
+        let accented = Bytes::from("t\u{e9}".to_owned());
+        assert_eq!(ByteStr::from_utf8_in(&accented, 0..3).unwrap(), "t\u{e9}");
+    }
+
+    #[test]
+    fn where_a_string_is_held_never_shows() {
+        let (at_most, above) = ("x".repeat(INLINE), "y".repeat(INLINE + 1));
+        for text in ["", "phx_reply", &at_most, &above] {
+            let inline = ByteStr::from(text);
+            let shared = ByteStr::from_utf8(Bytes::copy_from_slice(text.as_bytes())).unwrap();
+            let owned = ByteStr::from(text.to_owned());
+            assert_eq!(inline, shared, "{text}");
+            assert_eq!(owned, shared, "{text}");
+            assert_eq!(inline.cmp(&shared), std::cmp::Ordering::Equal);
+            assert_eq!(hash_of(&inline), hash_of(&shared), "{text}");
+            assert_eq!(inline.len(), text.len());
+            assert_eq!(inline.as_str(), text);
+            assert_eq!(inline.to_bytes(), text.as_bytes());
+            assert_eq!(Bytes::from(inline.clone()), text.as_bytes());
+            assert_eq!(format!("{inline:?}"), format!("{text:?}"));
+        }
+        let (inline, shared) = (
+            ByteStr::from("a"),
+            ByteStr::from_utf8(Bytes::from_static(b"b")).unwrap(),
+        );
+        assert!(inline < shared);
+        assert!(ByteStr::default().is_empty());
+        assert_eq!(ByteStr::default(), ByteStr::from(""));
     }
 }

@@ -403,7 +403,7 @@ impl Socket {
     /// Takes the next event if it is an [`Event::Message`] and hands its message to `put`;
     /// returns whether it did. Any other event stays for [`Socket::poll_event`].
     ///
-    /// A `Message` is 200 bytes: inlined with `put`, it is moved once, from the queue to
+    /// A `Message` is 224 bytes: inlined with `put`, it is moved once, from the queue to
     /// wherever `put` stores it, where `poll_event` moves it out of the queue, then out of the
     /// event.
     #[inline]

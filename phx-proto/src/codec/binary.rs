@@ -133,8 +133,8 @@ impl<'a> Reader<'a> {
                 len: self.frame.len(),
             });
         }
-        let s = ByteStr::from_ascii_or_utf8(self.frame.slice(self.pos..end))
-            .map_err(|_| DecodeError::InvalidUtf8 { field })?;
+        let s = ByteStr::from_utf8_in(self.frame, self.pos..end)
+            .ok_or(DecodeError::InvalidUtf8 { field })?;
         self.pos = end;
         Ok(s)
     }

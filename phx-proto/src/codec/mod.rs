@@ -473,8 +473,7 @@ fn str_field(
             .map(ByteStr::from)
             .ok_or(DecodeError::InvalidUtf8 { field })
     } else {
-        ByteStr::from_ascii_or_utf8(frame.slice(span.start..span.end))
-            .map_err(|_| DecodeError::InvalidUtf8 { field })
+        ByteStr::from_utf8_in(frame, span.start..span.end).ok_or(DecodeError::InvalidUtf8 { field })
     }
 }
 
@@ -494,7 +493,7 @@ fn string_field(
         });
     }
     if let Some((a, b)) = s.ascii_string() {
-        return Ok(ByteStr::from_ascii(frame.slice(a..b)));
+        return ByteStr::from_ascii_in(frame, a..b).ok_or(DecodeError::InvalidUtf8 { field });
     }
     let span = s.string()?;
     str_field(frame, span, field)

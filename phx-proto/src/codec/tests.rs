@@ -196,14 +196,22 @@ fn v2_text_examples_from_the_protocol_decode() {
 }
 
 #[test]
-fn v2_payload_is_a_slice_of_the_frame_not_a_copy() {
-    let frame = text(r#"["1",null,"t","e",{"big":[1,2,3]}]"#);
+fn v2_payload_and_long_fields_are_slices_of_the_frame_not_copies() {
+    let topic = "room:a-topic-longer-than-23-bytes";
+    let frame = text(&format!(r#"["1",null,"{topic}","e",{{"big":[1,2,3]}}]"#));
     let msg = V2Json.decode(&frame).unwrap();
     let payload = msg.payload.as_bytes();
     let base = frame.as_bytes().as_ptr() as usize;
     let at = payload.as_ptr() as usize;
     assert!(at >= base && at + payload.len() <= base + frame.len());
+    assert_eq!(msg.topic, topic);
     assert_eq!(msg.topic.as_bytes().as_ptr() as usize, base + 11);
+    // Short fields are copied (cheaper than a reference to the frame).
+    assert_eq!(msg.event, "e");
+    assert_ne!(
+        msg.event.as_bytes().as_ptr() as usize,
+        base + 14 + topic.len()
+    );
 }
 
 #[test]

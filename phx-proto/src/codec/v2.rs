@@ -113,9 +113,19 @@ fn compact_fields(
     let ref_ = field(s, frame, true)?;
     let topic = field(s, frame, false)??;
     let event = field(s, frame, false)??;
-    // Slices only once the whole envelope is known to fit: each one counts a reference.
-    let text = |(a, b): (usize, usize)| ByteStr::from_ascii(frame.slice(a..b));
-    Some((join_ref.map(text), ref_.map(text), text(topic), text(event)))
+    // Made only once the whole envelope is known to fit: a long field is a slice of the
+    // frame, and each slice counts a reference.
+    let text = |(a, b): (usize, usize)| ByteStr::from_ascii_in(frame, a..b);
+    let opt_text = |field: Option<(usize, usize)>| match field {
+        Some(range) => text(range).map(Some),
+        None => Some(None),
+    };
+    Some((
+        opt_text(join_ref)?,
+        opt_text(ref_)?,
+        text(topic)?,
+        text(event)?,
+    ))
 }
 
 /// Decodes `[join_ref, ref, topic, event, payload]` as `mode` says.

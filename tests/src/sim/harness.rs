@@ -700,7 +700,7 @@ impl Sim {
                         }
                         Cause::Frame {
                             conn: cid,
-                            msg,
+                            msg: msg.map(Box::new),
                             hostile: false,
                         }
                     }
@@ -720,7 +720,7 @@ impl Sim {
                         let _ = cl.socket.handle_frame(now, cid, f);
                         Cause::Frame {
                             conn: cid,
-                            msg,
+                            msg: msg.map(Box::new),
                             hostile: true,
                         }
                     }

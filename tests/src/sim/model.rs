@@ -92,7 +92,7 @@ pub(crate) enum Cause {
     /// A frame on this connection (decoded by the harness), forged or not.
     Frame {
         conn: ConnectionId,
-        msg: Option<Message>,
+        msg: Option<Box<Message>>,
         hostile: bool,
     },
     /// `handle_timeout`.
