@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use futures::{Sink, Stream};
 use phx_proto::{
-    ChannelId, CloseReason, Config, ConfigError, ConnectionId, Event, IdTable, JoinOptions,
+    ChannelId, CloseReason, Config, ConfigError, ConnectionId, Event, Frame, IdTable, JoinOptions,
     Message, Payload, PresenceChange, PresenceEntry, PushFailure, PushRef, Stats, Transmit,
 };
 use tracing::{debug, info, trace, warn};
@@ -586,7 +586,9 @@ impl<R: Runtime> State<R> {
     /// Returns the frames read, whether the connection ended, and whether its stream returned
     /// `Pending` (so it will wake the driver when more arrives).
     fn poll_read(&mut self, limit: usize) -> (usize, bool, bool) {
-        let cx = &mut Context::from_waker(&self.io_waker);
+        // A copy (once per round), so that each frame can be handed to `self.handle_frame`.
+        let waker = self.io_waker.clone();
+        let cx = &mut Context::from_waker(&waker);
         let mut read = 0;
         let mut ended = None;
         let mut waiting = false;
@@ -606,9 +608,7 @@ impl<R: Runtime> State<R> {
                     let under_way = self.burst.read();
                     if let Some(frame) = transport::from_ws(msg, &mut self.arena, under_way) {
                         trace!(len = frame.len(), "frame in");
-                        if let Err(e) = self.core.handle_frame(now, id, frame) {
-                            debug!(error = %e, "ignored a malformed frame");
-                        }
+                        self.handle_frame(now, id, frame);
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -649,6 +649,37 @@ impl<R: Runtime> State<R> {
             return (read, true, false);
         }
         (read, false, waiting)
+    }
+
+    /// Feeds a received frame to the core. A message the core hands over at once (nothing
+    /// else waiting) goes straight into the open batch when it is for the batch's channel
+    /// and read by its stream alone (`batch_for` checks the subscribers just the same); any
+    /// other one is queued as `take_message` would have.
+    fn handle_frame(&mut self, now: Instant, conn: ConnectionId, frame: Frame) {
+        let (batch, channels, open) = (&mut self.batch, &mut self.channels, self.batch_channel);
+        let mut other = None;
+        let handled = self
+            .core
+            .handle_frame_with(now, conn, frame, |channel, message| {
+                let plain = Some(channel) == open
+                    && channels.get_mut(&channel).is_some_and(|entry| {
+                        entry.refresh();
+                        entry.subscribers().is_empty()
+                    });
+                if plain {
+                    batch.push(message);
+                } else {
+                    other = Some((channel, message));
+                }
+            });
+        if let Err(e) = handled {
+            debug!(error = %e, "ignored a malformed frame");
+        }
+        if let Some((channel, message)) = other
+            && let Some(plain) = self.batch_for(channel)
+        {
+            self.queue_message(channel, message, plain);
+        }
     }
 
     /// Records whether the connection is quiet; a quiet one gives the frame arena's chunks

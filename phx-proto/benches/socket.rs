@@ -132,6 +132,16 @@ fn deliver(c: &mut Criterion) {
             }
         })
     });
+    // As phx-client's driver does it: handed over at once, as nothing else waits.
+    c.bench_function("deliver_broadcast_handed", |b| {
+        b.iter(|| {
+            s.handle_frame_with(now, conn, frame.clone(), |_, m| batch.push_back(m))
+                .unwrap();
+            if batch.len() == 256 {
+                batch.clear();
+            }
+        })
+    });
 }
 
 fn memory() {

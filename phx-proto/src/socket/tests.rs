@@ -2429,3 +2429,64 @@ fn a_zero_join_or_push_timeout_is_refused_and_changes_nothing() {
     assert!(t.take_frames().is_empty());
     assert_eq!(t.s.stats().pushes_pending, 0);
 }
+
+#[test]
+fn messages_handed_over_at_once_keep_their_place_among_events() {
+    let mut t = T::new();
+    t.open();
+    let ch = t.joined("room:1");
+    let other = t.joined("room:2");
+    let jr = t.s.channel(ch).unwrap().join_ref().unwrap().to_string();
+    let conn = t.conn.unwrap();
+    let msg = |topic: &str, body: &str| {
+        Frame::Text(format!(r#"[null,null,"{topic}","new_msg",{{"body":"{body}"}}]"#).into())
+    };
+    let body = |m: &Message| m.payload.decode::<serde_json::Value>().unwrap()["body"].clone();
+    let mut handed = Vec::new();
+
+    // Nothing waits to be polled: each channel's message is handed over, nothing is queued.
+    for (topic, b) in [("room:1", "a"), ("room:2", "b")] {
+        t.s.handle_frame_with(t.now, conn, msg(topic, b), |c, m| handed.push((c, m)))
+            .unwrap();
+    }
+    let got: Vec<_> = handed.iter().map(|(c, m)| (*c, body(m))).collect();
+    assert_eq!(got, [(ch, "a".into()), (other, "b".into())]);
+    assert_eq!(t.s.poll_event(), None);
+    assert_eq!(t.s.stats().messages, 2);
+
+    // A push's reply waits unpolled: the next message queues behind it, in order.
+    let p = t.push(ch, "ping");
+    t.feed(&ok_reply(&jr, &p.to_string(), "room:1", "{}"))
+        .unwrap();
+    t.s.handle_frame_with(t.now, conn, msg("room:1", "c"), |c, m| handed.push((c, m)))
+        .unwrap();
+    assert_eq!(handed.len(), 2, "not handed over past the waiting reply");
+    let events: Vec<Event> = std::iter::from_fn(|| t.s.poll_event()).collect();
+    match &events[..] {
+        [
+            Event::Replied { push_ref, .. },
+            Event::Message { channel, message },
+        ] => {
+            assert_eq!(*push_ref, p);
+            assert_eq!((*channel, body(message)), (ch, "c".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Polled empty again: handed over again. Other outputs never are.
+    t.s.handle_frame_with(t.now, conn, msg("room:1", "d"), |c, m| handed.push((c, m)))
+        .unwrap();
+    assert_eq!(handed.len(), 3);
+    t.s.handle_frame_with(t.now, conn, msg("room:9", "e"), |c, m| handed.push((c, m)))
+        .unwrap();
+    assert_eq!(
+        handed.len(),
+        3,
+        "an unknown topic is reported, not handed over"
+    );
+    assert!(matches!(
+        t.s.poll_event(),
+        Some(Event::Unexpected(Unexpected::UnknownTopic { .. }))
+    ));
+    t.s.check_invariants().unwrap();
+}

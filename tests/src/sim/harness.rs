@@ -4,7 +4,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use phx_proto::{
-    ChannelState, CloseReason, DisconnectReason, Event, Socket, SocketState, Transmit,
+    ChannelState, CloseReason, ConnectionId, DecodeError, DisconnectReason, Event, Frame, Socket,
+    SocketState, Transmit,
 };
 
 use super::clock::{Clock, Elapsed};
@@ -100,6 +101,24 @@ pub(super) struct Client {
     /// Since the heal: whether the client was connected with every channel joined after the
     /// last step, and when it last became so.
     pub(super) joined_since: Option<Instant>,
+    /// Messages `handle_frame_with` handed over in this step (with `params.hand_over`): they
+    /// come before whatever the step queued.
+    pub(super) handed: Vec<Event>,
+}
+
+impl Client {
+    /// Feeds a frame received on `conn` to the socket, as `params.hand_over` says.
+    fn feed(&mut self, now: Instant, conn: ConnectionId, frame: Frame) -> Result<(), DecodeError> {
+        if self.params.hand_over {
+            let handed = &mut self.handed;
+            self.socket
+                .handle_frame_with(now, conn, frame, |channel, message| {
+                    handed.push(Event::Message { channel, message });
+                })
+        } else {
+            self.socket.handle_frame(now, conn, frame)
+        }
+    }
 }
 
 /// A deterministic simulation: clients driving `phx_proto::Socket`s, the server model, and the
@@ -200,6 +219,7 @@ impl Sim {
                 counter: 0,
                 last_close: None,
                 joined_since: None,
+                handed: Vec::new(),
             })
             .collect();
         let mut sim = Self {
@@ -691,7 +711,7 @@ impl Sim {
                         }
                         let listening =
                             cl.socket.is_connected() && cl.socket.connection() == Some(cid);
-                        if let Err(e) = cl.socket.handle_frame(now, cid, f)
+                        if let Err(e) = cl.feed(now, cid, f)
                             && listening
                         {
                             return Err(format!(
@@ -717,7 +737,7 @@ impl Sim {
                         self.stats.hostile_frames += 1;
                         let msg = self.clients[i].socket.config().serializer().decode(&f).ok();
                         let cl = &mut self.clients[i];
-                        let _ = cl.socket.handle_frame(now, cid, f);
+                        let _ = cl.feed(now, cid, f);
                         Cause::Frame {
                             conn: cid,
                             msg: msg.map(Box::new),
@@ -811,7 +831,8 @@ impl Sim {
         let now = self.now();
         let cl = &mut self.clients[i];
         let transmits: Vec<Transmit> = std::iter::from_fn(|| cl.socket.poll_transmit()).collect();
-        let events: Vec<Event> = std::iter::from_fn(|| cl.socket.poll_event()).collect();
+        let mut events = std::mem::take(&mut cl.handed);
+        events.extend(std::iter::from_fn(|| cl.socket.poll_event()));
         cl.model.prescan(&events);
         for t in transmits {
             self.route_transmit(i, t)

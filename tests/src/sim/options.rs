@@ -51,6 +51,9 @@ pub struct ClientParams {
     pub topics: Vec<String>,
     /// Presence key of this client's user.
     pub user: String,
+    /// Feed frames through `Socket::handle_frame_with`, as phx-client's driver does, taking
+    /// the messages it hands over, rather than through `handle_frame`.
+    pub hand_over: bool,
 }
 
 impl Default for ClientParams {
@@ -71,6 +74,7 @@ impl Default for ClientParams {
             rng_seed: 0,
             topics: TOPICS.iter().map(|t| (*t).to_owned()).collect(),
             user: USERS[0].to_owned(),
+            hand_over: false,
         }
     }
 }
@@ -146,7 +150,7 @@ impl ClientParams {
         if topics.is_empty() {
             topics.push(rng.pick(&TOPICS).to_string());
         }
-        Self {
+        let mut params = Self {
             heartbeat_interval: *rng.pick(&[ms(2000), ms(5000), ms(10_000), ms(30_000)]),
             timeout: *rng.pick(&[ms(1000), ms(3000), ms(10_000)]),
             connect_timeout: *rng.pick(&[ms(1000), ms(3000), ms(10_000)]),
@@ -161,7 +165,11 @@ impl ClientParams {
             rng_seed: rng.u64(),
             topics,
             user: rng.pick(&USERS).to_string(),
-        }
+            hand_over: false,
+        };
+        // From a draw already made, so that every seed's run is otherwise what it was.
+        params.hand_over = params.rng_seed % 2 == 1;
+        params
     }
 }
 
