@@ -100,6 +100,12 @@ pub struct Driver {
     /// Join refs each topic has used, to forge stale frames.
     join_refs: BTreeMap<String, Vec<String>>,
     disconnected_by_user: bool,
+    /// Feed frames through `handle_frame_with` (as phx-client does) rather than
+    /// `handle_frame`, taking the messages it hands over into `handed`.
+    hand_over: bool,
+    handed: Vec<Event>,
+    /// `Event::Message`s seen, handed over or polled.
+    messages: u64,
 }
 
 impl Driver {
@@ -136,6 +142,23 @@ impl Driver {
             ended_channels: BTreeSet::new(),
             join_refs: BTreeMap::new(),
             disconnected_by_user: false,
+            hand_over: (seed >> 1) % 2 == 1,
+            handed: Vec::new(),
+            messages: 0,
+        }
+    }
+
+    /// Feeds a received frame, through `handle_frame_with` in half the runs.
+    fn feed(&mut self, now: Instant, conn: ConnectionId, frame: Frame) {
+        if self.hand_over {
+            let handed = &mut self.handed;
+            let _ = self
+                .socket
+                .handle_frame_with(now, conn, frame, |channel, message| {
+                    handed.push(Event::Message { channel, message });
+                });
+        } else {
+            let _ = self.socket.handle_frame(now, conn, frame);
         }
     }
 
@@ -148,7 +171,7 @@ impl Driver {
             return Ok(());
         };
         let frame = V2Json.encode_to_client(msg).map_err(|e| e.to_string())?;
-        let _ = self.socket.handle_frame(self.now, conn, frame);
+        self.feed(self.now, conn, frame);
         Ok(())
     }
 
@@ -337,7 +360,7 @@ impl Driver {
                     } else {
                         Frame::Text(b)
                     };
-                    let _ = self.socket.handle_frame(now, conn, frame);
+                    self.feed(now, conn, frame);
                 }
             }
             Op::SetParam(v) => self.socket.set_param("v", &v.to_string()),
@@ -421,11 +444,21 @@ impl Driver {
                 Transmit::Frame(frame) => self.client_frame(&frame)?,
             }
         }
+        // Handed over when nothing else waited: before whatever is queued.
+        for e in std::mem::take(&mut self.handed) {
+            self.event(e)?;
+        }
         while let Some(e) = self.socket.poll_event() {
             self.event(e)?;
         }
         self.socket.check_invariants()?;
         let stats = self.socket.stats();
+        if stats.messages != self.messages {
+            return Err(format!(
+                "socket counts {} messages delivered, {} came out",
+                stats.messages, self.messages
+            ));
+        }
         if stats.pushes_buffered > BUFFER {
             return Err(format!("send buffer holds {}", stats.pushes_buffered));
         }
@@ -530,6 +563,7 @@ impl Driver {
                     "message delivered to {channel} before its join reply"
                 ));
             }
+            Event::Message { .. } => self.messages += 1,
             Event::Presence { channel, .. } if !self.joined.contains(&channel) => {
                 return Err(format!(
                     "presence change on {channel} before its join reply"
