@@ -94,8 +94,8 @@ struct Heartbeat {
 /// # Driving contract
 ///
 /// The socket never performs IO and never reads a clock. Every input takes `now`:
-/// - transport: [`Socket::handle_connected`], [`Socket::handle_frame`],
-///   [`Socket::handle_closed`];
+/// - transport: [`Socket::handle_connected`], [`Socket::handle_frame`] (or
+///   [`Socket::handle_frame_with`]), [`Socket::handle_closed`];
 /// - time: [`Socket::handle_timeout`] (calling it early, or twice, does nothing);
 /// - commands: [`Socket::connect`], [`Socket::disconnect`], [`Socket::join`],
 ///   [`Socket::push`], [`Socket::leave`] and the setters.
@@ -439,7 +439,8 @@ impl Socket {
     ///
     /// Every input can change the answer: [`Socket::connect`], [`Socket::disconnect`],
     /// [`Socket::join`], [`Socket::push`], [`Socket::leave`], [`Socket::handle_connected`],
-    /// [`Socket::handle_frame`], [`Socket::handle_closed`] and [`Socket::handle_timeout`].
+    /// [`Socket::handle_frame`], [`Socket::handle_frame_with`], [`Socket::handle_closed`] and
+    /// [`Socket::handle_timeout`].
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
