@@ -129,6 +129,12 @@ impl ChannelEntry {
         self.cache = Some(Box::new(SubsCache { subs, version }));
     }
 
+    /// Whether the channel's stream is its only reader, as of the latest subscribers.
+    fn read_by_stream_alone(&mut self) -> bool {
+        self.refresh();
+        self.subscribers().is_empty()
+    }
+
     fn subscribers(&self) -> &[Subscriber] {
         self.cache.as_deref().map_or(&[], |c| &c.subs.messages)
     }
@@ -653,8 +659,8 @@ impl<R: Runtime> State<R> {
 
     /// Feeds a received frame to the core. A message the core hands over at once (nothing
     /// else waiting) goes straight into the open batch when it is for the batch's channel
-    /// and read by its stream alone (`batch_for` checks the subscribers just the same); any
-    /// other one is queued as `take_message` would have.
+    /// and read by its stream alone (as `batch_for` checks it); any other one is queued as
+    /// `take_message` would have.
     fn handle_frame(&mut self, now: Instant, conn: ConnectionId, frame: Frame) {
         let (batch, channels, open) = (&mut self.batch, &mut self.channels, self.batch_channel);
         let mut other = None;
@@ -662,10 +668,9 @@ impl<R: Runtime> State<R> {
             .core
             .handle_frame_with(now, conn, frame, |channel, message| {
                 let plain = Some(channel) == open
-                    && channels.get_mut(&channel).is_some_and(|entry| {
-                        entry.refresh();
-                        entry.subscribers().is_empty()
-                    });
+                    && channels
+                        .get_mut(&channel)
+                        .is_some_and(ChannelEntry::read_by_stream_alone);
                 if plain {
                     batch.push(message);
                 } else {
@@ -1256,9 +1261,9 @@ impl<R: Runtime> State<R> {
             self.flush_messages(false);
         }
         let entry = self.channels.get_mut(&channel)?;
-        entry.refresh();
+        let alone = entry.read_by_stream_alone();
         self.batch_channel = Some(channel);
-        Some(entry.subscribers().is_empty())
+        Some(alone)
     }
 
     /// Queues the batched messages on their channel's stream. `settled`: the connection has
