@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -180,7 +180,11 @@ impl<R: Runtime> Direct for Mutex<State<R>> {
     fn try_apply(&self, cmd: Command, holder: Option<&Waker>) -> Result<Option<Held>, Command> {
         // Never wait for the driver: when it is running, it reads the queue soon anyway.
         match self.try_lock() {
-            Ok(mut state) => state.apply_direct(cmd, holder),
+            Ok(mut state) => {
+                let applied = state.apply_direct(cmd, holder);
+                unlock(state);
+                applied
+            }
             Err(_) => Err(cmd),
         }
     }
@@ -191,10 +195,23 @@ impl<R: Runtime> Direct for Mutex<State<R>> {
                 if route.take_woken(ticket) {
                     state.holder_turn();
                 }
+                unlock(state);
             }
             // The driver is running; it reads what woke the holder on its next turn.
             Err(_) => route.wake_driver(),
         }
+    }
+}
+
+/// Ends a section holding the driver's lock: the task answered last in it is woken only once
+/// the lock is released. It is usually about to send the next request, and finding the lock
+/// taken would send that through the command queue and wake the driver's task for it, where
+/// an idle driver lets the caller write it at once ([`Direct`]).
+fn unlock<R: Runtime>(mut state: MutexGuard<'_, State<R>>) {
+    let answered = state.answered.take();
+    drop(state);
+    if let Some(w) = answered {
+        w.wake();
     }
 }
 
@@ -247,6 +264,8 @@ struct State<R: Runtime> {
     events_cache: Vec<Weak<Inbox<Event>>>,
     events_version: u64,
     wake: Vec<Waker>,
+    /// The task a reply went to in this locked section, woken once it ends ([`unlock`]).
+    answered: Option<Waker>,
     /// Where small received frames are copied (see [`transport::FrameArena`]).
     arena: transport::FrameArena,
     /// Messages for `batch_channel`'s stream, queued in one go by `flush_messages`.
@@ -320,6 +339,7 @@ impl<R: Runtime> Driver<R> {
                 events_cache: Vec::new(),
                 events_version: u64::MAX,
                 wake: Vec::new(),
+                answered: None,
                 arena: transport::FrameArena::default(),
                 batch: Batch::default(),
                 batch_channel: None,
@@ -338,7 +358,7 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<R>> {
+    fn lock(&self) -> MutexGuard<'_, State<R>> {
         // Every section that holds the lock leaves the state consistent between its steps.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -365,6 +385,10 @@ impl<R: Runtime> Driver<R> {
 impl<R: Runtime> Drop for State<R> {
     fn drop(&mut self) {
         self.finish();
+        // Left by a section that panicked before it could end with `unlock`.
+        if let Some(w) = self.answered.take() {
+            w.wake();
+        }
     }
 }
 
@@ -383,11 +407,13 @@ impl<R: Runtime> Future for Driver<R> {
             state.route.set_driver(cx.waker());
         }
         let span = state.span.clone();
-        let _entered = span.enter();
+        let entered = span.enter();
         let poll = state.poll_drive(cx);
         if poll.is_ready() {
             state.waker = None;
         }
+        drop(entered);
+        unlock(guard);
         poll
     }
 }
@@ -1102,11 +1128,14 @@ impl<R: Runtime> State<R> {
             } => {
                 if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(&push_ref) {
                     let reply = Reply { status, response };
-                    let _ = tx.send(if reply.is_ok() {
-                        Ok(reply)
-                    } else {
-                        Err(PushError::Rejected(reply))
-                    });
+                    let _ = self.answer(
+                        tx,
+                        if reply.is_ok() {
+                            Ok(reply)
+                        } else {
+                            Err(PushError::Rejected(reply))
+                        },
+                    );
                 }
                 return;
             }
@@ -1118,14 +1147,14 @@ impl<R: Runtime> State<R> {
         match event {
             Event::PushTimedOut { push_ref, .. } => {
                 if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(&push_ref) {
-                    let _ = tx.send(Err(PushError::Timeout));
+                    let _ = self.answer(tx, Err(PushError::Timeout));
                 }
             }
             Event::PushFailed {
                 push_ref, reason, ..
             } => {
                 if let Some(PushWaiter::Reply(tx)) = self.pushes.remove(&push_ref) {
-                    let _ = tx.send(Err(PushError::Failed(reason)));
+                    let _ = self.answer(tx, Err(PushError::Failed(reason)));
                 }
             }
             Event::Connecting { attempt, .. } => debug!(attempt, "connection attempt"),
@@ -1163,7 +1192,7 @@ impl<R: Runtime> State<R> {
                         status: "ok".into(),
                         response,
                     };
-                    if tx.send(Ok((channel, reply))).is_err() {
+                    if self.answer(tx, Ok((channel, reply))).is_err() {
                         // The join's caller has gone (its future was dropped, say by a
                         // timeout): nobody holds the channel to leave it, so it would stay
                         // joined, rejoin after every reconnect and keep its topic taken.
@@ -1336,6 +1365,18 @@ impl<R: Runtime> State<R> {
             self.events_version = version;
         }
         inbox::offer(&self.events_cache, &event, |w| self.wake.push(w));
+    }
+
+    /// Sends a join's or a push's outcome; its task is woken when the locked section ends
+    /// ([`unlock`]). A second answer in one section wakes the task of the first at once. The
+    /// value back if nobody waits for it any more.
+    fn answer<T>(&mut self, tx: oneshot::Sender<T>, value: T) -> Result<(), T> {
+        if let Some(waker) = tx.send_unwoken(value)?
+            && let Some(earlier) = self.answered.replace(waker)
+        {
+            earlier.wake();
+        }
+        Ok(())
     }
 
     /// A channel's life is over: resolve its waiters and end its message streams.

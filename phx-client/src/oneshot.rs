@@ -30,22 +30,16 @@ impl<T> Slot<T> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The sender's last step: `Some(value)` is sent, `None` cancels; either wakes a waiting
-    /// receiver. Hands the value back if the receiver is gone.
-    fn finish(&self, value: Option<T>) -> Option<T> {
-        let waker = {
-            let mut state = self.lock();
-            let State::Waiting(waker) = &mut *state else {
-                return value;
-            };
-            let waker = waker.take();
-            *state = value.map_or(State::Closed, State::Sent);
-            waker
+    /// The sender's last step: `Some(value)` is sent, `None` cancels. The waker of a waiting
+    /// receiver, for the caller to wake, and the value back if the receiver is gone.
+    fn finish(&self, value: Option<T>) -> (Option<Waker>, Option<T>) {
+        let mut state = self.lock();
+        let State::Waiting(waker) = &mut *state else {
+            return (None, value);
         };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        None
+        let waker = waker.take();
+        *state = value.map_or(State::Closed, State::Sent);
+        (waker, None)
     }
 }
 
@@ -63,9 +57,22 @@ pub(crate) fn channel<T>() -> (Sender<T>, Receiver<T>) {
 
 impl<T> Sender<T> {
     /// Hands `value` to the receiver; gives it back if the receiver is gone.
-    pub(crate) fn send(mut self, value: T) -> Result<(), T> {
+    pub(crate) fn send(self, value: T) -> Result<(), T> {
+        let waker = self.send_unwoken(value)?;
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// As [`Sender::send`], but a waiting receiver is not woken: its waker is returned, for
+    /// the caller to wake once it is ready for what that task will do next.
+    pub(crate) fn send_unwoken(mut self, value: T) -> Result<Option<Waker>, T> {
         match self.0.take() {
-            Some(slot) => slot.finish(Some(value)).map_or(Ok(()), Err),
+            Some(slot) => match slot.finish(Some(value)) {
+                (_, Some(refused)) => Err(refused),
+                (waker, None) => Ok(waker),
+            },
             None => Err(value),
         }
     }
@@ -73,8 +80,10 @@ impl<T> Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        if let Some(slot) = self.0.take() {
-            slot.finish(None);
+        if let Some(slot) = self.0.take()
+            && let (Some(w), _) = slot.finish(None)
+        {
+            w.wake();
         }
     }
 }
@@ -187,6 +196,29 @@ mod tests {
         tx.send(()).unwrap();
         assert_eq!(first.get(), 0);
         assert_eq!(second.get(), 1);
+    }
+
+    #[test]
+    fn an_answer_sent_unwoken_hands_the_waker_over() {
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let (tx, mut rx) = channel();
+        assert_eq!(poll(&mut rx, &waker), Poll::Pending);
+        let handed = tx
+            .send_unwoken(5)
+            .unwrap()
+            .expect("the receiver was waiting");
+        assert_eq!(count.get(), 0, "not woken by the send");
+        handed.wake();
+        assert_eq!(count.get(), 1);
+        assert_eq!(poll(&mut rx, &waker), Poll::Ready(Ok(5)));
+
+        let (tx, mut rx) = channel();
+        assert!(matches!(tx.send_unwoken(6), Ok(None)), "nobody waiting yet");
+        assert_eq!(poll(&mut rx, &waker), Poll::Ready(Ok(6)));
+        let (tx, rx) = channel();
+        drop(rx);
+        assert!(matches!(tx.send_unwoken(7), Err(7)));
     }
 
     #[test]
