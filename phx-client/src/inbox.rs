@@ -1,9 +1,11 @@
 //! Bounded queues from the driver to the application, with an explicit lag policy.
 //!
 //! The driver never waits for a consumer (a blocked driver would miss heartbeats). Each queue
-//! holds at most its capacity; when it is full, further items are dropped and counted, and the
-//! consumer receives [`Lagged`] with the count at the exact place in the stream where the items
-//! were lost. So `received + sum(lagged) == sent`, always.
+//! holds at most its capacity in items, and at most its byte budget (what the items
+//! [weigh](Weigh): a message's payload; an empty queue takes an item of any weight, so one
+//! message larger than the budget still gets through). When either is reached, further items
+//! are dropped and counted, and the consumer receives [`Lagged`] with the count at the exact
+//! place in the stream where the items were lost. So `received + sum(lagged) == sent`, always.
 //!
 //! The consumer takes everything queued in one lock, and the driver wakes it once per batch of
 //! frames rather than once per item.
@@ -35,6 +37,31 @@ fn take_if_large<T>(queue: &mut VecDeque<T>) -> VecDeque<T> {
     }
 }
 
+/// What an item counts against its queue's byte budget.
+pub(crate) trait Weigh {
+    /// The bytes the item holds that a queue of it should be bounded by.
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for phx_proto::Message {
+    fn weight(&self) -> usize {
+        self.payload.as_bytes().len()
+    }
+}
+
+/// Socket events and presence changes are bounded by count alone.
+impl Weigh for phx_proto::Event {
+    fn weight(&self) -> usize {
+        0
+    }
+}
+
+impl Weigh for phx_proto::PresenceChange {
+    fn weight(&self) -> usize {
+        0
+    }
+}
+
 #[derive(Debug)]
 enum Slot<T> {
     Item(T),
@@ -48,6 +75,10 @@ struct State<T> {
     items: u32,
     /// The most items `queue` holds; a `u32` so an idle channel's inbox stays small.
     capacity: u32,
+    /// What the items in `queue` weigh; above `max_bytes` only if a single item does.
+    bytes: usize,
+    /// The byte budget.
+    max_bytes: usize,
     closed: bool,
     /// Whether the producer said nothing more is coming for now (see [`Inbox::push_batch`]).
     settled: bool,
@@ -57,30 +88,41 @@ struct State<T> {
 /// Items a producer gathers for one inbox, to hand over in one go with [`Inbox::push_batch`].
 /// Holds only items; lag markers are the inbox's to place.
 #[derive(Debug)]
-pub(crate) struct Batch<T>(VecDeque<Slot<T>>);
+pub(crate) struct Batch<T> {
+    slots: VecDeque<Slot<T>>,
+    /// What the items weigh.
+    bytes: usize,
+}
 
 impl<T> Default for Batch<T> {
     fn default() -> Self {
-        Self(VecDeque::new())
+        Self {
+            slots: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<T: Weigh> Batch<T> {
+    pub(crate) fn push(&mut self, item: T) {
+        self.bytes = self.bytes.saturating_add(item.weight());
+        self.slots.push_back(Slot::Item(item));
     }
 }
 
 impl<T> Batch<T> {
-    pub(crate) fn push(&mut self, item: T) {
-        self.0.push_back(Slot::Item(item));
-    }
-
     pub(crate) fn clear(&mut self) {
-        self.0.clear();
+        self.slots.clear();
+        self.bytes = 0;
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.slots.is_empty()
     }
 
     /// Frees the buffer if it is empty and sized for a burst.
     pub(crate) fn trim(&mut self) {
-        drop(take_if_large(&mut self.0));
+        drop(take_if_large(&mut self.slots));
     }
 }
 
@@ -104,18 +146,26 @@ impl<T: Send> Source<T> for Inbox<T> {
 }
 
 impl<T> Inbox<T> {
-    /// An inbox on its own, ready to share.
+    /// An inbox on its own, ready to share, bounded by count alone.
     pub(crate) fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(Self::with_capacity(capacity))
+        Self::with_budget(capacity, usize::MAX)
+    }
+
+    /// An inbox on its own, ready to share, holding at most `capacity` items and `max_bytes`
+    /// of their weight.
+    pub(crate) fn with_budget(capacity: usize, max_bytes: usize) -> Arc<Self> {
+        Arc::new(Self::with_limits(capacity, max_bytes))
     }
 
     /// An inbox to embed in a shared structure.
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
+    pub(crate) fn with_limits(capacity: usize, max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 items: 0,
                 capacity: u32::try_from(capacity).unwrap_or(u32::MAX).max(1),
+                bytes: 0,
+                max_bytes: max_bytes.max(1),
                 closed: false,
                 settled: true,
                 waker: None,
@@ -127,7 +177,9 @@ impl<T> Inbox<T> {
         // A consumer that panicked while holding the lock leaves a consistent queue behind.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
+impl<T: Weigh> Inbox<T> {
     /// Queues `item`, or counts it as lost if the queue is full. Returns the consumer's waker if
     /// it was waiting; the caller wakes it after its batch.
     pub(crate) fn push(&self, item: T) -> Option<Waker> {
@@ -151,14 +203,19 @@ impl<T> Inbox<T> {
         let mut s = self.lock();
         s.settled = settled;
         if s.closed {
-            batch.0.clear();
+            batch.clear();
             return (None, false);
         }
-        if s.queue.is_empty() && batch.0.len() <= s.capacity as usize {
-            std::mem::swap(&mut s.queue, &mut batch.0);
+        if s.queue.is_empty()
+            && batch.slots.len() <= s.capacity as usize
+            && (batch.bytes <= s.max_bytes || batch.slots.len() == 1)
+        {
+            std::mem::swap(&mut s.queue, &mut batch.slots);
             s.items = s.queue.len() as u32;
+            s.bytes = std::mem::take(&mut batch.bytes);
         } else {
-            for slot in batch.0.drain(..) {
+            batch.bytes = 0;
+            for slot in batch.slots.drain(..) {
                 if let Slot::Item(item) = slot {
                     s.push(item);
                 }
@@ -166,7 +223,9 @@ impl<T> Inbox<T> {
         }
         (s.waker.take(), s.behind())
     }
+}
 
+impl<T> Inbox<T> {
     /// Nothing more is coming for now (after batches pushed with `settled` false). Returns the
     /// consumer's waker if it was waiting on an empty queue, so that it wakes to free what a
     /// burst left it.
@@ -194,20 +253,26 @@ impl<T> Inbox<T> {
 }
 
 impl<T> State<T> {
-    /// At least half full: the consumer is behind (and may be waiting for the producer's
-    /// thread, as a task woken by a tokio worker waits for the task that woke it).
+    /// At least half full, in items or in bytes: the consumer is behind (and may be waiting
+    /// for the producer's thread, as a task woken by a tokio worker waits for the task that
+    /// woke it).
     fn behind(&self) -> bool {
-        self.items >= self.capacity.div_ceil(2)
+        self.items >= self.capacity.div_ceil(2) || self.bytes >= self.max_bytes.div_ceil(2)
     }
+}
 
+impl<T: Weigh> State<T> {
     fn push(&mut self, item: T) {
-        if self.items >= self.capacity {
+        let weight = item.weight();
+        let over_budget = self.items > 0 && self.bytes.saturating_add(weight) > self.max_bytes;
+        if self.items >= self.capacity || over_budget {
             match self.queue.back_mut() {
                 Some(Slot::Lagged(n)) => *n += 1,
                 _ => self.queue.push_back(Slot::Lagged(1)),
             }
         } else {
             self.items += 1;
+            self.bytes = self.bytes.saturating_add(weight);
             self.queue.push_back(Slot::Item(item));
         }
     }
@@ -215,7 +280,11 @@ impl<T> State<T> {
 
 /// Queues a copy of `item` in each inbox of `subs` still alive, handing `wake` the waker of
 /// every consumer that was waiting.
-pub(crate) fn offer<T: Clone>(subs: &[Weak<Inbox<T>>], item: &T, mut wake: impl FnMut(Waker)) {
+pub(crate) fn offer<T: Clone + Weigh>(
+    subs: &[Weak<Inbox<T>>],
+    item: &T,
+    mut wake: impl FnMut(Waker),
+) {
     for inbox in subs.iter().filter_map(Weak::upgrade) {
         if let Some(w) = inbox.push(item.clone()) {
             wake(w);
@@ -313,6 +382,7 @@ impl<T> Stream for Receiver<T> {
                 }
                 std::mem::swap(&mut this.local, &mut s.queue);
                 s.items = 0;
+                s.bytes = 0;
             }
             let mut item = match this.local.pop_front() {
                 Some(Slot::Item(item)) => item,
@@ -331,6 +401,119 @@ mod tests {
     use super::*;
     use futures::StreamExt;
     use futures::executor::block_on;
+
+    /// Plain numbers are counted, not weighed.
+    macro_rules! weightless {
+        ($($t:ty),*) => {$(
+            impl Weigh for $t {
+                fn weight(&self) -> usize {
+                    0
+                }
+            }
+        )*};
+    }
+    weightless!(u8, i32, u32);
+
+    /// An item that weighs its value.
+    #[derive(Debug, PartialEq)]
+    struct Blob(usize);
+
+    impl Weigh for Blob {
+        fn weight(&self) -> usize {
+            self.0
+        }
+    }
+
+    #[test]
+    fn the_byte_budget_drops_and_reports_like_the_count() {
+        let inbox = Inbox::with_budget(100, 1000);
+        let mut rx = Receiver::new(inbox.clone());
+        for w in [400, 400, 300, 100, 50] {
+            inbox.push(Blob(w));
+        }
+        assert_eq!(
+            block_on(rx.next()),
+            Some(Ok(Blob(400))),
+            "the reader takes what is queued, which frees the budget"
+        );
+        for w in [900, 200] {
+            inbox.push(Blob(w));
+        }
+        inbox.close();
+        let rest: Vec<_> = block_on(rx.collect::<Vec<_>>());
+        assert_eq!(
+            rest,
+            [
+                Ok(Blob(400)),
+                Err(Lagged(1)),
+                Ok(Blob(100)),
+                Ok(Blob(50)),
+                Ok(Blob(900)),
+                Err(Lagged(1)),
+            ],
+            "300 would have made 1,100 of 1,000; 100 and 50 still fit"
+        );
+    }
+
+    #[test]
+    fn an_empty_queue_takes_one_item_over_the_budget() {
+        let inbox = Inbox::with_budget(100, 1000);
+        let mut rx = Receiver::new(inbox.clone());
+        inbox.push(Blob(5000));
+        inbox.push(Blob(1));
+        let mut batch = Batch::default();
+        batch.push(Blob(7000));
+        assert!(
+            inbox.push_batch(&mut batch, true).1,
+            "over half the budget: behind"
+        );
+        assert_eq!(block_on(rx.next()), Some(Ok(Blob(5000))));
+        assert_eq!(block_on(rx.next()), Some(Err(Lagged(2))));
+        let mut batch = Batch::default();
+        batch.push(Blob(7000));
+        inbox.push_batch(&mut batch, true);
+        inbox.close();
+        let rest: Vec<_> = block_on(rx.collect::<Vec<_>>());
+        assert_eq!(
+            rest,
+            [Ok(Blob(7000))],
+            "a lone item handed to an empty queue"
+        );
+    }
+
+    #[test]
+    fn a_batch_over_the_budget_is_queued_item_by_item() {
+        let inbox = Inbox::with_budget(100, 1000);
+        let mut rx = Receiver::new(inbox.clone());
+        let mut batch = Batch::default();
+        for w in [600, 600, 300] {
+            batch.push(Blob(w));
+        }
+        assert_eq!(batch.bytes, 1500);
+        inbox.push_batch(&mut batch, true);
+        assert!(batch.is_empty() && batch.bytes == 0);
+        // Under the budget, the batch trades places with the empty queue.
+        let mut batch = Batch::default();
+        batch.push(Blob(10));
+        let got: Vec<_> = {
+            let first = block_on(rx.next());
+            let second = block_on(rx.next());
+            let third = block_on(rx.next());
+            vec![first, second, third]
+        };
+        assert_eq!(
+            got,
+            [
+                Some(Ok(Blob(600))),
+                Some(Err(Lagged(1))),
+                Some(Ok(Blob(300)))
+            ]
+        );
+        inbox.push_batch(&mut batch, true);
+        assert_eq!(inbox.lock().bytes, 10);
+        inbox.close();
+        assert_eq!(block_on(rx.collect::<Vec<_>>()), [Ok(Blob(10))]);
+    }
 
     #[test]
     fn overflow_is_reported_in_place_and_nothing_is_lost_silently() {
@@ -372,7 +555,7 @@ mod tests {
             batch.push(i);
         }
         assert!(inbox.push_batch(&mut batch, true).0.is_none());
-        assert!(batch.0.is_empty());
+        assert!(batch.slots.is_empty());
         inbox.close();
         let got: Vec<_> = block_on(rx.by_ref().collect::<Vec<_>>());
         assert_eq!(got, [Ok(0), Ok(1), Ok(2), Err(Lagged(3))]);
@@ -402,7 +585,7 @@ mod tests {
             batch.push(round * 10);
             batch.push(round * 10 + 1);
             inbox.push_batch(&mut batch, true);
-            assert!(batch.0.is_empty());
+            assert!(batch.slots.is_empty());
             assert_eq!(rx.len(), 2);
             inbox.push(round * 10 + 2);
             inbox.push(round * 10 + 3);
@@ -517,14 +700,14 @@ mod tests {
         }
         batch.clear();
         batch.trim();
-        assert!(batch.0.capacity() >= 10, "a small buffer is kept");
+        assert!(batch.slots.capacity() >= 10, "a small buffer is kept");
         for i in 0..1000 {
             batch.push(i);
         }
         batch.trim();
-        assert_eq!(batch.0.len(), 1000, "a batch in use is never freed");
+        assert_eq!(batch.slots.len(), 1000, "a batch in use is never freed");
         batch.clear();
         batch.trim();
-        assert_eq!(batch.0.capacity(), 0);
+        assert_eq!(batch.slots.capacity(), 0);
     }
 }

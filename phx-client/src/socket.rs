@@ -103,10 +103,15 @@ impl fmt::Debug for Credentials {
 /// an idle socket's memory, since it is allocated and zero-filled up front.
 const DEFAULT_READ_BUFFER: usize = 16 * 1024;
 
+/// Default byte budget of a message stream: tungstenite's largest message, so that the budget
+/// never binds before the count for messages of the usual sizes.
+const DEFAULT_CHANNEL_BYTES: usize = 64 << 20;
+
 /// Driver settings that are not protocol settings.
 #[derive(Clone)]
 pub(crate) struct Options {
     pub(crate) channel_capacity: usize,
+    pub(crate) channel_capacity_bytes: usize,
     pub(crate) event_capacity: usize,
     pub(crate) command_capacity: usize,
     pub(crate) websocket: WebSocketConfig,
@@ -122,6 +127,9 @@ impl Options {
         let ws = &self.websocket;
         if self.channel_capacity == 0 {
             return invalid("channel_capacity", "must be at least 1");
+        }
+        if self.channel_capacity_bytes == 0 {
+            return invalid("channel_capacity_bytes", "must be at least 1 byte");
         }
         if self.event_capacity == 0 {
             return invalid("event_capacity", "must be at least 1");
@@ -166,6 +174,7 @@ impl<R: Runtime> Builder<R> {
             seeded: false,
             options: Options {
                 channel_capacity: 4096,
+                channel_capacity_bytes: DEFAULT_CHANNEL_BYTES,
                 event_capacity: 1024,
                 command_capacity: 1024,
                 websocket: WebSocketConfig::default().read_buffer_size(DEFAULT_READ_BUFFER),
@@ -272,6 +281,17 @@ impl<R: Runtime> Builder<R> {
     /// in case the reader waits for that thread. Zero is a [`ConfigError`].
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
         self.options.channel_capacity = capacity;
+        self
+    }
+
+    /// Payload bytes kept for a channel's reader (64 MiB per stream), on top of
+    /// [`Builder::channel_capacity`]'s count: whichever is reached first drops new messages,
+    /// with the same lag policy, so a server that sends large messages faster than they are
+    /// read cannot make the client hold thousands of them. A stream with nothing queued always
+    /// takes the next message, however large (up to [`Builder::max_message_size`]). Zero is a
+    /// [`ConfigError`].
+    pub fn channel_capacity_bytes(mut self, bytes: usize) -> Self {
+        self.options.channel_capacity_bytes = bytes;
         self
     }
 
@@ -430,8 +450,11 @@ impl<R: Runtime> Builder<R> {
         let (tx, rx) = mpsc::channel(self.options.command_capacity);
         let registry = Arc::new(Registry::default());
         let url = config.redacted_url();
-        let (event_capacity, channel_capacity) =
-            (self.options.event_capacity, self.options.channel_capacity);
+        let (event_capacity, channel_capacity, channel_capacity_bytes) = (
+            self.options.event_capacity,
+            self.options.channel_capacity,
+            self.options.channel_capacity_bytes,
+        );
         let driver = Driver::new(
             self.runtime,
             tls,
@@ -450,6 +473,7 @@ impl<R: Runtime> Builder<R> {
             registry,
             event_capacity,
             channel_capacity,
+            channel_capacity_bytes,
             url,
         });
         let socket = Socket {
@@ -528,6 +552,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Arc<Registry>,
     pub(crate) event_capacity: usize,
     pub(crate) channel_capacity: usize,
+    pub(crate) channel_capacity_bytes: usize,
     pub(crate) url: String,
 }
 
@@ -843,7 +868,10 @@ impl<R> ChannelBuilder<R> {
             .then(|| Inbox::new(self.socket.shared.event_capacity));
         let shared = Arc::new(ChannelShared {
             topic: self.topic,
-            inbox: Inbox::with_capacity(self.socket.shared.channel_capacity),
+            inbox: Inbox::with_limits(
+                self.socket.shared.channel_capacity,
+                self.socket.shared.channel_capacity_bytes,
+            ),
             inbox_taken: AtomicBool::new(false),
             presence,
             presence_taken: AtomicBool::new(false),
@@ -1031,7 +1059,8 @@ impl<R> Channel<R> {
     }
 
     fn subscribe(&self, event: Option<String>) -> Messages {
-        let inbox = Inbox::new(self.socket.shared.channel_capacity);
+        let shared = &self.socket.shared;
+        let inbox = Inbox::with_budget(shared.channel_capacity, shared.channel_capacity_bytes);
         self.inner.add_extra(&inbox, |extra| {
             extra.messages.retain(|(_, w)| w.strong_count() > 0);
             extra.messages.push((event, Arc::downgrade(&inbox)));

@@ -735,6 +735,41 @@ pub async fn slow_reader_gets_explicit_lag<R: Runtime + Default>() {
     assert!(dropped > 0, "a reader this slow must lag");
 }
 
+/// Large messages to a reader that does not keep up are bounded by bytes as well as by count:
+/// the stream keeps what fits in `channel_capacity_bytes` and reports the rest as lost, in
+/// place, long before the count would bind.
+pub async fn large_messages_are_bounded_by_the_byte_budget<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = builder::<R>(&h)
+        .channel_capacity_bytes(10_000)
+        .connect()
+        .await
+        .unwrap();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let mut messages = lobby.messages();
+    // 3,011 payload bytes each: three fit in 10,000, a fourth would not.
+    let big = Payload::json(&json!({ "blob": "x".repeat(3000) })).unwrap();
+    assert_eq!(big.as_bytes().len(), 3011);
+    for _ in 0..10 {
+        assert_eq!(h.broadcast("room:lobby", "big", big.clone()).await, 1);
+    }
+    // The reply comes after the ten broadcasts, so they have all been queued by now.
+    lobby.push("ping", &json!({})).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        match within::<R, _>(MS(2000), "the queued messages", messages.next()).await {
+            Some(Ok(m)) => got.push(Ok(m.payload.as_bytes().len())),
+            Some(Err(lag)) => got.push(Err(lag)),
+            None => panic!("stream ended"),
+        }
+    }
+    assert_eq!(got, [Ok(3011), Ok(3011), Ok(3011), Err(Lagged(7))]);
+    // Once read, the budget is free again.
+    h.broadcast("room:lobby", "big", big.clone()).await;
+    let m = within::<R, _>(MS(2000), "the next message", messages.next()).await;
+    assert!(matches!(m, Some(Ok(m)) if m.event == "big"));
+}
+
 /// Refused connects report the HTTP status and back off; the socket comes up once the server
 /// accepts again, and `connect_lazy` keeps retrying in the background.
 pub async fn retries_while_the_server_refuses<R: Runtime + Default>() {
@@ -1464,8 +1499,9 @@ pub async fn invalid_input_is_a_typed_error<R: Runtime + Default>() {
     ));
     // Settings the driver or tungstenite cannot work with (tungstenite panicked on the last).
     type Set<R> = fn(Builder<R>) -> Builder<R>;
-    let settings: [(&str, Set<R>); 7] = [
+    let settings: [(&str, Set<R>); 8] = [
         ("channel_capacity", |b| b.channel_capacity(0)),
+        ("channel_capacity_bytes", |b| b.channel_capacity_bytes(0)),
         ("event_capacity", |b| b.event_capacity(0)),
         ("read_buffer_size", |b| b.read_buffer_size(0)),
         ("max_message_size", |b| b.max_message_size(0)),
@@ -1729,6 +1765,7 @@ macro_rules! conformance_suite {
             binary_push_reply_and_broadcast,
             v1_serializer,
             slow_reader_gets_explicit_lag,
+            large_messages_are_bounded_by_the_byte_budget,
             retries_while_the_server_refuses,
             dropping_every_handle_closes_the_socket,
             presence_with_several_users,
