@@ -27,6 +27,10 @@ use crate::payload::Payload;
 /// Most diffs held while waiting for a state; beyond it the oldest are dropped (and reported).
 pub const MAX_PENDING_DIFFS: usize = 4096;
 
+/// Most payload bytes of the diffs held while waiting for a state; beyond it the oldest are
+/// dropped (and reported), though the newest diff is always held, whatever its size.
+pub const MAX_PENDING_BYTES: usize = 64 << 20;
+
 /// The event names carrying presence (Phoenix's defaults, or the app's own).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceEvents {
@@ -211,14 +215,41 @@ type Diff = (
 );
 
 /// The presence view of one channel; see the [module docs](self).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Presence {
     events: PresenceEvents,
     state: BTreeMap<String, PresenceEntry>,
-    /// Diffs waiting for a state, each with the join ref it arrived under.
-    pending: VecDeque<(Option<String>, Diff)>,
+    /// Diffs waiting for a state, each with the join ref it arrived under and the size of its
+    /// payload.
+    pending: VecDeque<Held>,
+    /// The payload bytes of `pending`.
+    pending_bytes: usize,
+    /// [`MAX_PENDING_BYTES`], but for tests.
+    max_pending_bytes: usize,
     state_join_ref: Option<String>,
     changes: VecDeque<PresenceChange>,
+}
+
+/// A diff held for the next state.
+#[derive(Debug, Clone)]
+struct Held {
+    join_ref: Option<String>,
+    diff: Diff,
+    bytes: usize,
+}
+
+impl Default for Presence {
+    fn default() -> Self {
+        Self {
+            events: PresenceEvents::default(),
+            state: BTreeMap::new(),
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            max_pending_bytes: MAX_PENDING_BYTES,
+            state_join_ref: None,
+            changes: VecDeque::new(),
+        }
+    }
 }
 
 impl Presence {
@@ -261,9 +292,10 @@ impl Presence {
             let state = parse_state(payload, "state")?;
             self.state_join_ref = join_ref.map(str::to_owned);
             self.sync_state(state);
-            for (held_under, (joins, leaves)) in std::mem::take(&mut self.pending) {
-                if held_under.as_deref() == join_ref {
-                    self.sync_diff(joins, leaves);
+            self.pending_bytes = 0;
+            for held in std::mem::take(&mut self.pending) {
+                if held.join_ref.as_deref() == join_ref {
+                    self.sync_diff(held.diff.0, held.diff.1);
                 }
             }
             self.changes.push_back(PresenceChange::Sync);
@@ -271,10 +303,23 @@ impl Presence {
         } else if event == self.events.diff {
             let diff = parse_diff(payload)?;
             if self.is_pending(join_ref) {
-                self.pending.push_back((join_ref.map(str::to_owned), diff));
-                if self.pending.len() > MAX_PENDING_DIFFS {
-                    let dropped = self.pending.len() - MAX_PENDING_DIFFS;
-                    self.pending.drain(..dropped);
+                let bytes = payload.as_bytes().len();
+                self.pending.push_back(Held {
+                    join_ref: join_ref.map(str::to_owned),
+                    diff,
+                    bytes,
+                });
+                self.pending_bytes = self.pending_bytes.saturating_add(bytes);
+                let mut dropped = 0;
+                while self.pending.len() > MAX_PENDING_DIFFS
+                    || (self.pending_bytes > self.max_pending_bytes && self.pending.len() > 1)
+                {
+                    if let Some(oldest) = self.pending.pop_front() {
+                        self.pending_bytes -= oldest.bytes;
+                        dropped += 1;
+                    }
+                }
+                if dropped > 0 {
                     return Err(PresenceError::PendingOverflow { dropped });
                 }
             } else {

@@ -265,6 +265,43 @@ fn held_diffs_are_bounded() {
     assert_eq!(p.pending_diffs(), MAX_PENDING_DIFFS);
 }
 
+#[test]
+fn held_diffs_are_bounded_by_their_bytes_and_the_newest_is_kept() {
+    let mut p = Presence::new(PresenceEvents::default());
+    p.max_pending_bytes = 1000;
+    let diff = |user: &str, pad: usize| {
+        payload(json!({
+            "joins": {user: {"metas": [{"phx_ref": user, "pad": "x".repeat(pad)}]}},
+            "leaves": {},
+        }))
+    };
+    let (a, b, c) = (diff("a", 350), diff("b", 350), diff("c", 350));
+    let size = a.as_bytes().len();
+    assert!(2 * size <= 1000 && 3 * size > 1000, "{size} bytes a diff");
+    p.handle("presence_diff", &a, Some("1")).unwrap();
+    p.handle("presence_diff", &b, Some("1")).unwrap();
+    assert_eq!(
+        p.handle("presence_diff", &c, Some("1")),
+        Err(PresenceError::PendingOverflow { dropped: 1 })
+    );
+    assert_eq!(p.pending_diffs(), 2);
+    // One diff larger than the whole budget is still held, alone.
+    let huge = diff("d", 5000);
+    assert_eq!(
+        p.handle("presence_diff", &huge, Some("1")),
+        Err(PresenceError::PendingOverflow { dropped: 2 })
+    );
+    assert_eq!(p.pending_diffs(), 1);
+    p.handle("presence_state", &payload(json!({})), Some("1"))
+        .unwrap();
+    assert_eq!(keys(&p), [("d".to_owned(), vec!["d".to_owned()])]);
+    // The state emptied the hold and its count: after a rejoin, two diffs fit again.
+    assert_eq!(p.pending_bytes, 0);
+    p.handle("presence_diff", &a, Some("2")).unwrap();
+    p.handle("presence_diff", &b, Some("2")).unwrap();
+    assert_eq!(p.pending_diffs(), 2);
+}
+
 /// A server-side model of one topic's presence: keys with metas, each with a unique ref.
 #[derive(Debug, Clone)]
 enum Op {
