@@ -33,8 +33,8 @@ use crate::transport;
 /// Frames read per round, at most, before the driver looks at commands and timers again and
 /// hands what it read to the consumers. Each hand-over may wake a consumer, a system call and
 /// often a hop to another core, so a flood is handed over in large batches; a round reads at
-/// most a quarter of a channel's stream capacity, so a consumer on another thread that keeps up
-/// within three rounds loses nothing.
+/// most a quarter of a channel's stream capacity (and frames of at most a quarter of its byte
+/// budget), so a consumer on another thread that keeps up within three rounds loses nothing.
 const READ_BATCH: usize = 1024;
 /// Frames read per turn, at most, before the driver yields to the executor.
 const TURN_READS: usize = 8192;
@@ -213,6 +213,20 @@ fn unlock<R: Runtime>(mut state: MutexGuard<'_, State<R>>) {
     if let Some(w) = answered {
         w.wake();
     }
+}
+
+/// What a read round ([`State::poll_read`]) did.
+struct RoundRead {
+    /// Frames read.
+    read: usize,
+    /// Their bytes.
+    bytes: usize,
+    /// The connection ended.
+    ended: bool,
+    /// Its stream returned `Pending` (so it will wake the driver when more arrives).
+    waiting: bool,
+    /// The round stopped at its frame or byte limit: more may be waiting.
+    full: bool,
 }
 
 /// A task's hold on the socket ([`Direct::try_apply`]): the route and the holder's ticket.
@@ -554,6 +568,16 @@ impl<R: Runtime> State<R> {
             TURN_READS
         };
         let read_batch = quarter.min(READ_BATCH);
+        // The same by bytes (what a frame holds is at least its payload's weight): a round
+        // reads at most a quarter of a stream's byte budget, and a turn on the reader's thread
+        // no more than that, or a round of large messages would overrun a stream whose reader
+        // keeps up.
+        let byte_quarter = (self.options.channel_capacity_bytes / 4).max(1);
+        let mut bytes_left = if shares_thread {
+            byte_quarter
+        } else {
+            usize::MAX
+        };
         // The connection whose stream last returned `Pending` in this turn: it holds our waker,
         // so polling it again before the turn ends would only repeat a read that finds
         // nothing (a `recv` system call each time on async-io).
@@ -568,12 +592,13 @@ impl<R: Runtime> State<R> {
             let mut timers = Timers::Fire;
             let current = self.conn.as_ref().map(|c| c.id);
             if current.is_none() || current != read_waiting {
-                let limit = reads_left.min(read_batch);
-                let (read, ended, waiting) = self.poll_read(limit);
-                reads_left -= read;
-                progress |= read > 0 || ended;
-                read_waiting = if waiting { current } else { None };
-                if read == limit && reads_left > 0 {
+                let round =
+                    self.poll_read(reads_left.min(read_batch), bytes_left.min(byte_quarter));
+                reads_left -= round.read;
+                bytes_left = bytes_left.saturating_sub(round.bytes);
+                progress |= round.read > 0 || round.ended;
+                read_waiting = if round.waiting { current } else { None };
+                if round.full && reads_left > 0 && bytes_left > 0 {
                     timers = Timers::LeaveDue;
                 }
             }
@@ -593,7 +618,7 @@ impl<R: Runtime> State<R> {
                 // left due, as that round would have.
                 self.settle(cx, Timers::Fire);
             }
-            if reads_left == 0 || behind {
+            if reads_left == 0 || bytes_left == 0 || behind {
                 break;
             }
         }
@@ -615,17 +640,16 @@ impl<R: Runtime> State<R> {
     /// with none of a read's atomic operations between them (each of which waits for the
     /// stores before it, here into cache lines the consumer's core last held); see the
     /// README's "Benchmarks" for what it gained.
-    /// Returns the frames read, whether the connection ended, and whether its stream returned
-    /// `Pending` (so it will wake the driver when more arrives).
-    fn poll_read(&mut self, limit: usize) -> (usize, bool, bool) {
+    /// Stops after `limit` frames or once they hold `byte_limit` bytes.
+    fn poll_read(&mut self, limit: usize, byte_limit: usize) -> RoundRead {
         // A copy (once per round), so that each frame can be handed to `self.handle_frame`.
         let waker = self.io_waker.clone();
         let cx = &mut Context::from_waker(&waker);
-        let mut read = 0;
+        let (mut read, mut bytes) = (0, 0usize);
         let mut ended = None;
         let mut waiting = false;
         let now = self.rt.now();
-        while read < limit {
+        while read < limit && bytes < byte_limit {
             let Some(conn) = self.conn.as_mut().filter(|c| c.closing.is_none()) else {
                 break;
             };
@@ -640,6 +664,7 @@ impl<R: Runtime> State<R> {
                     let under_way = self.burst.read();
                     if let Some(frame) = transport::from_ws(msg, &mut self.arena, under_way) {
                         trace!(len = frame.len(), "frame in");
+                        bytes = bytes.saturating_add(frame.len());
                         self.handle_frame(now, id, frame);
                     }
                 }
@@ -660,7 +685,8 @@ impl<R: Runtime> State<R> {
                 }
             }
         }
-        self.read_dry = read < limit;
+        let full = !waiting && ended.is_none() && (read >= limit || bytes >= byte_limit);
+        self.read_dry = !full;
         let quiet = if waiting {
             self.burst.dry(now)
         } else if ended.is_some() || self.read_dry {
@@ -678,9 +704,21 @@ impl<R: Runtime> State<R> {
                 self.conn = None;
             }
             self.core.handle_closed(self.rt.now(), id, reason);
-            return (read, true, false);
+            return RoundRead {
+                read,
+                bytes,
+                ended: true,
+                waiting: false,
+                full: false,
+            };
         }
-        (read, false, waiting)
+        RoundRead {
+            read,
+            bytes,
+            ended: false,
+            waiting,
+            full,
+        }
     }
 
     /// Feeds a received frame to the core. A message the core hands over at once (nothing

@@ -10,8 +10,8 @@
 //! The driver never waits for the application: a blocked driver would miss heartbeats. Each
 //! message and event stream is bounded ([`Builder::channel_capacity`], a message stream also by
 //! [`Builder::channel_capacity_bytes`], [`Builder::event_capacity`]); when a reader falls
-//! behind, new items are dropped, counted,
-//! and reported in place as [`Lagged`]`(n)`, so `received + lagged == sent` always holds.
+//! behind, new items are dropped, counted, and reported in place as [`Lagged`]`(n)`, so
+//! `received + lagged == sent` always holds.
 //! Callers of `join`, `push` and friends wait when the command queue is full or the
 //! WebSocket cannot take more frames (backpressure on producers).
 //!

@@ -284,12 +284,14 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
-    /// Payload bytes kept for a channel's reader (64 MiB per stream), on top of
+    /// Payload bytes queued for a channel's reader (64 MiB per stream), on top of
     /// [`Builder::channel_capacity`]'s count: whichever is reached first drops new messages,
     /// with the same lag policy, so a server that sends large messages faster than they are
     /// read cannot make the client hold thousands of them. A stream with nothing queued always
-    /// takes the next message, however large (up to [`Builder::max_message_size`]). Zero is a
-    /// [`ConfigError`].
+    /// takes the next message, however large (up to [`Builder::max_message_size`]). As with
+    /// the count, a stream holds up to twice this (what its reader took last, plus what queued
+    /// since), and the driver hands over, and on a runtime that shares the reader's thread reads
+    /// between yields, frames of at most a quarter of it. Zero is a [`ConfigError`].
     pub fn channel_capacity_bytes(mut self, bytes: usize) -> Self {
         self.options.channel_capacity_bytes = bytes;
         self
