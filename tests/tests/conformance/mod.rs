@@ -1128,6 +1128,10 @@ pub async fn concurrent_pushes_keep_each_tasks_order<R: Runtime + Default>() {
         futures::future::join(here, spawned),
     )
     .await;
+    // A cast resolves once it is taken, not once it is sent: a push sent after every task is
+    // done goes out after their last casts, so its reply says the server has them all.
+    let fence = lobby.push("ping", &json!({"t": 99, "i": 0})).await.unwrap();
+    assert!(fence.is_ok());
     let conn = only_conn(&h).await;
     let seen: Vec<(String, u64, u64)> = h
         .call(move |s, _| {
