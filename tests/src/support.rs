@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use phx_client::{Event, Events, Lagged, Messages, Runtime, Socket};
+use phx_client::{Builder, Event, Events, Lagged, Messages, Runtime, Socket};
 use phx_proto::Payload;
 use serde_json::json;
 
@@ -64,21 +64,36 @@ pub async fn read_flood<R: Runtime + Default>(
     capacity: Option<usize>,
     filtered: bool,
 ) -> (u64, u64) {
-    let mut builder = Socket::<R>::builder(&h.url())
+    let payload =
+        Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).expect("a JSON payload");
+    let configure = |builder: Builder<R>| match capacity {
+        Some(c) => builder.channel_capacity(c),
+        None => builder,
+    };
+    read_flood_of(h, n, payload, configure, filtered).await
+}
+
+/// [`read_flood`] of `n` copies of `payload`, on a socket whose builder `configure` finishes.
+///
+/// # Panics
+/// As [`read_flood`].
+pub async fn read_flood_of<R: Runtime + Default>(
+    h: &BackgroundServer,
+    n: u64,
+    payload: Payload,
+    configure: impl FnOnce(Builder<R>) -> Builder<R>,
+    filtered: bool,
+) -> (u64, u64) {
+    let builder = Socket::<R>::builder(&h.url())
         .secret_param("token", "secret")
         .heartbeat(Duration::from_secs(30));
-    if let Some(c) = capacity {
-        builder = builder.channel_capacity(c);
-    }
-    let socket = builder.connect().await.expect("connect");
+    let socket = configure(builder).connect().await.expect("connect");
     let (room, _) = socket.channel("room:flood").join().await.expect("join");
     let mut messages = if filtered {
         room.on("flood")
     } else {
         room.messages()
     };
-    let payload =
-        Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).expect("a JSON payload");
     // The server starts sending before it answers the call: reading starts at once.
     let (reached, counts) = futures::join!(
         h.broadcast_repeated("room:flood", "flood", payload, n),

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use futures::FutureExt;
-use phx_client::{PushError, PushFailure};
+use phx_client::{Builder, PushError, PushFailure};
 use phx_proto::Payload;
 use phx_tests::server::ServerConfig;
 use phx_tests::server::ws::BackgroundServer;
-use phx_tests::support::{read_flood, read_messages};
+use phx_tests::support::{read_flood, read_flood_of};
 use phx_tokio::{Socket, Tokio};
 use serde_json::json;
 
@@ -61,22 +61,9 @@ fn large_messages_do_not_overrun_a_prompt_reader_either() {
     const N: u64 = 20_000;
     let counts = current_thread().block_on(async {
         let h = BackgroundServer::start(ServerConfig::default());
-        let socket = Socket::builder(&h.url())
-            .secret_param("token", "secret")
-            .heartbeat(Duration::from_secs(30))
-            .channel_capacity_bytes(64 * 1024)
-            .connect()
-            .await
-            .unwrap();
-        let (room, _) = socket.channel("room:flood").join().await.unwrap();
-        let mut messages = room.messages();
         let payload = Payload::json(&json!({ "blob": "x".repeat(1000) })).unwrap();
-        let (reached, counts) = futures::join!(
-            h.broadcast_repeated("room:flood", "flood", payload, N),
-            read_messages::<Tokio>(&mut messages, N)
-        );
-        assert_eq!(reached, 1);
-        counts
+        let budget = |b: Builder<Tokio>| b.channel_capacity_bytes(64 * 1024);
+        read_flood_of::<Tokio>(&h, N, payload, budget, false).await
     });
     assert_eq!(counts, (N, 0));
 }
