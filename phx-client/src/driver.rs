@@ -699,23 +699,18 @@ impl<R: Runtime> State<R> {
         };
         self.set_quiet(quiet);
         self.drain_outputs();
+        let closed = ended.is_some();
         if let Some((id, reason)) = ended {
             if self.conn.as_ref().is_some_and(|c| c.id == id) {
                 self.conn = None;
             }
             self.core.handle_closed(self.rt.now(), id, reason);
-            return RoundRead {
-                read,
-                bytes,
-                ended: true,
-                waiting: false,
-                full: false,
-            };
         }
+        // An ended round broke off before any `Pending`, and `full` excludes it.
         RoundRead {
             read,
             bytes,
-            ended: false,
+            ended: closed,
             waiting,
             full,
         }
