@@ -72,12 +72,12 @@ impl ByteStr {
     fn copy_or_slice(frame: &Bytes, range: std::ops::Range<usize>) -> Option<Self> {
         let src = frame.get(range.clone())?;
         if src.len() <= INLINE {
-            // A fixed-size copy of the frame's bytes around the string, the byte before it
-            // replaced by the length, where a copy of `len` bytes is a call to `memcpy`. The
-            // bytes after the string are the frame's own, never read. Built as three words: a
-            // length byte stored beside a vector store of the string would be read back as
-            // words spanning both, which stalls the load (store forwarding fails), about 5 ns
-            // per field.
+            // A fixed 24-byte window of the frame (the byte before the string, the string and
+            // whatever follows it, never read), the first byte replaced by the length: a copy
+            // of exactly `len` bytes would be a call to `memcpy`. Built as three words, as the
+            // caller reads it back: a length byte stored beside a vector store of the string
+            // makes those reads straddle two stores, and each then waits for them to reach the
+            // cache (a failed store forward, about 5 ns per field).
             if let Some(window) = range
                 .start
                 .checked_sub(1)

@@ -1643,6 +1643,8 @@ impl Socket {
                 self.report_stale(id, msg.event);
             }
         } else if state == ChannelState::Joined {
+            // A presence event, in practice: `take_frame` delivers the channel's other
+            // messages before they get here.
             if !self.feed_presence(id, &msg) {
                 self.deliver_message(id, msg, deliver);
             }
