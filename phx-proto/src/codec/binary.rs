@@ -148,6 +148,15 @@ impl<'a> Reader<'a> {
     fn payload(&self) -> Payload {
         Payload::binary(self.frame.slice(self.pos..))
     }
+
+    /// The payload, found from the header's lengths before the fields are read, if the frame
+    /// is that long. Sliced first so that the slice's stores have reached the cache by the
+    /// time the message is put together: copied at once, the `Bytes` the slice returns
+    /// through memory was read back straddling its stores (a failed store forward).
+    fn payload_first(&self, lens: &[u8]) -> Option<Payload> {
+        let at = self.pos + lens.iter().map(|&l| usize::from(l)).sum::<usize>();
+        (at <= self.frame.len()).then(|| Payload::binary(self.frame.slice(at..)))
+    }
 }
 
 /// Decodes a server → client binary frame (push, reply or broadcast).
@@ -155,25 +164,31 @@ pub(crate) fn decode_from_server(frame: &Bytes) -> Result<Message, DecodeError> 
     match frame.first() {
         None => Err(DecodeError::Empty),
         Some(&KIND_PUSH) => {
-            let (mut r, [j, t, e]) = Reader::header::<3>(frame)?;
+            let (mut r, lens @ [j, t, e]) = Reader::header::<3>(frame)?;
+            let payload = r.payload_first(&lens);
             let join_ref = r.opt_field("join_ref", j)?;
             let topic = r.field("topic", t)?;
             let event = r.field("event", e)?;
-            Ok(Message::new(join_ref, None, topic, event, r.payload()))
+            let payload = payload.unwrap_or_else(|| r.payload());
+            Ok(Message::new(join_ref, None, topic, event, payload))
         }
         Some(&KIND_REPLY) => {
-            let (mut r, [j, rf, t, s]) = Reader::header::<4>(frame)?;
+            let (mut r, lens @ [j, rf, t, s]) = Reader::header::<4>(frame)?;
+            let payload = r.payload_first(&lens);
             let join_ref = r.opt_field("join_ref", j)?;
             let ref_ = r.opt_field("ref", rf)?;
             let topic = r.field("topic", t)?;
             let status = r.field("status", s)?;
-            Ok(Message::reply(join_ref, ref_, topic, status, r.payload()))
+            let payload = payload.unwrap_or_else(|| r.payload());
+            Ok(Message::reply(join_ref, ref_, topic, status, payload))
         }
         Some(&KIND_BROADCAST) => {
-            let (mut r, [t, e]) = Reader::header::<2>(frame)?;
+            let (mut r, lens @ [t, e]) = Reader::header::<2>(frame)?;
+            let payload = r.payload_first(&lens);
             let topic = r.field("topic", t)?;
             let event = r.field("event", e)?;
-            Ok(Message::new(None, None, topic, event, r.payload()))
+            let payload = payload.unwrap_or_else(|| r.payload());
+            Ok(Message::new(None, None, topic, event, payload))
         }
         Some(&kind) => Err(DecodeError::BinaryKind {
             kind,
