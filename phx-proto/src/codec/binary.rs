@@ -145,17 +145,14 @@ impl<'a> Reader<'a> {
         Ok((!s.is_empty()).then_some(s))
     }
 
-    fn payload(&self) -> Payload {
-        Payload::binary(self.frame.slice(self.pos..))
-    }
-
-    /// The payload, found from the header's lengths before the fields are read, if the frame
-    /// is that long. Sliced first so that the slice's stores have reached the cache by the
-    /// time the message is put together: copied at once, the `Bytes` the slice returns
-    /// through memory was read back straddling its stores (a failed store forward).
-    fn payload_first(&self, lens: &[u8]) -> Option<Payload> {
+    /// The payload, found from the header's lengths before the fields are read (empty if the
+    /// frame is shorter than they say: the field reads then fail, and it is dropped). Sliced
+    /// first so that the slice's stores have reached the cache by the time the message is put
+    /// together: copied at once, the `Bytes` the slice returns through memory was read back
+    /// straddling its stores (a failed store forward).
+    fn payload_first(&self, lens: &[u8]) -> Payload {
         let at = self.pos + lens.iter().map(|&l| usize::from(l)).sum::<usize>();
-        (at <= self.frame.len()).then(|| Payload::binary(self.frame.slice(at..)))
+        Payload::binary(self.frame.slice(at.min(self.frame.len())..))
     }
 }
 
@@ -169,7 +166,6 @@ pub(crate) fn decode_from_server(frame: &Bytes) -> Result<Message, DecodeError> 
             let join_ref = r.opt_field("join_ref", j)?;
             let topic = r.field("topic", t)?;
             let event = r.field("event", e)?;
-            let payload = payload.unwrap_or_else(|| r.payload());
             Ok(Message::new(join_ref, None, topic, event, payload))
         }
         Some(&KIND_REPLY) => {
@@ -179,7 +175,6 @@ pub(crate) fn decode_from_server(frame: &Bytes) -> Result<Message, DecodeError> 
             let ref_ = r.opt_field("ref", rf)?;
             let topic = r.field("topic", t)?;
             let status = r.field("status", s)?;
-            let payload = payload.unwrap_or_else(|| r.payload());
             Ok(Message::reply(join_ref, ref_, topic, status, payload))
         }
         Some(&KIND_BROADCAST) => {
@@ -187,7 +182,6 @@ pub(crate) fn decode_from_server(frame: &Bytes) -> Result<Message, DecodeError> 
             let payload = r.payload_first(&lens);
             let topic = r.field("topic", t)?;
             let event = r.field("event", e)?;
-            let payload = payload.unwrap_or_else(|| r.payload());
             Ok(Message::new(None, None, topic, event, payload))
         }
         Some(&kind) => Err(DecodeError::BinaryKind {
@@ -203,7 +197,8 @@ pub(crate) fn decode_from_client(frame: &Bytes) -> Result<Message, DecodeError> 
     match frame.first() {
         None => Err(DecodeError::Empty),
         Some(&KIND_PUSH) => {
-            let (mut r, [j, rf, t, e]) = Reader::header::<4>(frame)?;
+            let (mut r, lens @ [j, rf, t, e]) = Reader::header::<4>(frame)?;
+            let payload = r.payload_first(&lens);
             let join_ref = r.field("join_ref", j)?;
             let ref_ = r.field("ref", rf)?;
             let topic = r.field("topic", t)?;
@@ -213,7 +208,7 @@ pub(crate) fn decode_from_client(frame: &Bytes) -> Result<Message, DecodeError> 
                 Some(ref_),
                 topic,
                 event,
-                r.payload(),
+                payload,
             ))
         }
         Some(&kind) => Err(DecodeError::BinaryKind {
