@@ -29,6 +29,7 @@ use crate::runtime::Runtime;
 use crate::socket::{ChannelShared, Credentials, ExtraSubs, Options, Registry, Reply, Subscriber};
 use crate::tls::TlsConnector;
 use crate::transport;
+use crate::websocket::{self, MaybeTlsStream};
 
 /// Frames read per round, at most, before the driver looks at commands and timers again and
 /// hands what it read to the consumers. Each hand-over may wake a consumer, a system call and
@@ -86,16 +87,18 @@ pub(crate) enum Command {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// The connection a runtime's TCP stream carries.
+type WebSocket<R> = websocket::WebSocket<MaybeTlsStream<<R as Runtime>::Tcp>>;
 type JoinReply = oneshot::Sender<Result<(ChannelId, Reply), JoinError>>;
 
 enum Dial<R: Runtime> {
     Credentials(ConnectionId, BoxFuture<Result<Credentials, String>>),
-    Connecting(ConnectionId, BoxFuture<Result<R::WebSocket, WsError>>),
+    Connecting(ConnectionId, BoxFuture<Result<WebSocket<R>, WsError>>),
 }
 
 struct Conn<R: Runtime> {
     id: ConnectionId,
-    ws: R::WebSocket,
+    ws: WebSocket<R>,
     needs_flush: bool,
     /// Set once the core has closed this connection: flush, then drop it (or give up at the
     /// deadline).
@@ -819,9 +822,13 @@ impl<R: Runtime> State<R> {
     fn start_connect(&mut self, conn: ConnectionId, request: &phx_proto::ConnectRequest) {
         match transport::build_request(request) {
             Ok(req) => {
-                let fut = self
-                    .rt
-                    .connect(req, self.options.websocket, self.tls.clone());
+                let rt = self.rt.clone();
+                let fut = websocket::connect(
+                    req,
+                    self.options.websocket,
+                    self.tls.clone(),
+                    move |host, port| async move { rt.connect_tcp(host, port).await },
+                );
                 self.dial = Some(Dial::Connecting(conn, Box::pin(fut)));
             }
             Err(e) => {

@@ -1,25 +1,18 @@
 //! The seam between the shared client and an async runtime: a clock, timers, spawning and
-//! dialing. Everything else (handles, commands, the driver loop) is written once, here.
+//! opening TCP connections. Everything else (handles, commands, the driver loop, TLS and the
+//! WebSocket) is written once, here.
 
 use std::future::Future;
+use std::io;
 use std::task::Context;
 use std::time::Instant;
 
-use futures::{Sink, Stream};
-use tungstenite::handshake::client::Request;
-use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Error as WsError, Message as WsMessage};
-
-use crate::tls::TlsConnector;
+use futures::io::{AsyncRead, AsyncWrite};
 
 /// What an adapter provides. `phx-tokio` and `phx-async-std` implement it in a few dozen lines.
 pub trait Runtime: Clone + Send + Sync + 'static {
-    /// An open WebSocket: a stream of received messages and a sink for outgoing ones.
-    type WebSocket: Stream<Item = Result<WsMessage, WsError>>
-        + Sink<WsMessage, Error = WsError>
-        + Send
-        + Unpin
-        + 'static;
+    /// An open TCP connection, seen through futures' IO traits.
+    type Tcp: AsyncRead + AsyncWrite + Send + Unpin + 'static;
 
     /// A timer future.
     type Sleep: Future<Output = ()> + Send + 'static;
@@ -74,12 +67,11 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         cx.waker().wake_by_ref();
     }
 
-    /// Dials and performs the WebSocket handshake for `request`, securing `wss://` URLs with
-    /// `tls` (`None` when no TLS backend is compiled in: a `wss://` dial must then fail).
-    fn connect(
+    /// Opens a TCP connection to `host` (a name or an IP address, without brackets) and
+    /// `port`, with Nagle's algorithm off (a push goes out at once).
+    fn connect_tcp(
         &self,
-        request: Request,
-        config: WebSocketConfig,
-        tls: Option<TlsConnector>,
-    ) -> impl Future<Output = Result<Self::WebSocket, WsError>> + Send + 'static;
+        host: String,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Self::Tcp>> + Send + 'static;
 }

@@ -11,8 +11,8 @@ use std::fmt;
 #[cfg(feature = "rustls")]
 use std::sync::Arc;
 
-/// What a `wss://` connection is secured with; built once when the socket starts and handed
-/// to [`crate::Runtime::connect`].
+/// What a `wss://` connection is secured with; built once when the socket starts and used by
+/// every dial.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum TlsConnector {
@@ -24,8 +24,7 @@ pub enum TlsConnector {
     NativeTls(NativeTls),
 }
 
-/// Validated native-tls settings. Each adapter builds its own connector type from
-/// [`NativeTls::builder`].
+/// Validated native-tls settings, turned into a connector by [`NativeTls::builder`].
 #[cfg(feature = "native-tls")]
 #[derive(Clone)]
 pub struct NativeTls {

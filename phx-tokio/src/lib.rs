@@ -1,7 +1,7 @@
 //! Phoenix Channels client for tokio.
 //!
 //! One driver task owns the connection (a [`phx_proto::Socket`] state machine, the
-//! tokio-tungstenite WebSocket and one timer); [`Socket`] and [`Channel`] are cheap cloneable
+//! WebSocket and one timer); [`Socket`] and [`Channel`] are cheap cloneable
 //! handles. Joins and pushes are futures returning `Result`s; messages and events are
 //! [`futures::Stream`](https://docs.rs/futures)s. Reconnects and rejoins happen by themselves.
 //!
@@ -45,25 +45,23 @@
 #![deny(missing_docs)]
 
 use std::future::Future;
-use std::task::Context;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
-use tokio_tungstenite::tungstenite::{Error as WsError, protocol::WebSocketConfig};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
-
-use phx_client::TlsConnector;
+use futures::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead as _, AsyncWrite as _, ReadBuf};
 
 phx_client::adapter_api!(Tokio, "tokio");
 
 /// The tokio runtime seam: tokio's clock (so paused test time works), timers, `tokio::spawn`,
-/// and tokio-tungstenite for dialing.
+/// and tokio's TCP streams.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tokio;
 
 impl phx_client::Runtime for Tokio {
-    type WebSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+    type Tcp = Tcp;
     type Sleep = tokio::time::Sleep;
 
     fn now(&self) -> Instant {
@@ -111,57 +109,51 @@ impl phx_client::Runtime for Tokio {
 
     // Not an `async fn`: the future must be 'static, so it cannot borrow `self`.
     #[allow(clippy::manual_async_fn)]
-    fn connect(
+    fn connect_tcp(
         &self,
-        request: Request,
-        config: WebSocketConfig,
-        tls: Option<TlsConnector>,
-    ) -> impl Future<Output = Result<Self::WebSocket, WsError>> + Send + 'static {
+        host: String,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Tcp>> + Send + 'static {
         async move {
-            let connector = match tls {
-                #[cfg(any(
-                    feature = "rustls-tls-webpki-roots",
-                    feature = "rustls-tls-native-roots"
-                ))]
-                Some(TlsConnector::Rustls(config)) => Some(Connector::Rustls(config)),
-                #[cfg(feature = "native-tls")]
-                Some(TlsConnector::NativeTls(settings)) => match settings.builder().build() {
-                    Ok(c) => Some(Connector::NativeTls(c)),
-                    Err(e) => return Err(WsError::Tls(e.into())),
-                },
-                #[allow(unreachable_patterns)]
-                _ => None,
-            };
-            connect(request, config, connector).await
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            Ok(Tcp(tcp))
         }
     }
 }
 
-/// Dials through tokio-tungstenite. Without a TLS feature, `wss://` fails with tungstenite's
-/// "TLS support not compiled in".
-async fn connect(
-    request: Request,
-    config: WebSocketConfig,
-    connector: Option<Connector>,
-) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, WsError> {
-    #[cfg(any(
-        feature = "rustls-tls-webpki-roots",
-        feature = "rustls-tls-native-roots",
-        feature = "native-tls"
-    ))]
-    let dial =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
-    #[cfg(not(any(
-        feature = "rustls-tls-webpki-roots",
-        feature = "rustls-tls-native-roots",
-        feature = "native-tls"
-    )))]
-    let dial = {
-        let _ = connector;
-        tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-    };
-    let (ws, _response) = dial.await?;
-    Ok(ws)
+/// A tokio TCP connection seen through futures' IO traits, which phx's WebSocket reads.
+#[derive(Debug)]
+pub struct Tcp(tokio::net::TcpStream);
+
+impl AsyncRead for Tcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        ready!(Pin::new(&mut self.0).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
+    }
+}
+
+impl AsyncWrite for Tcp {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //!   thread, and every push moves the core's next deadline (its own timeout) later, so the
 //!   driver keeps the timer it armed until it fires, then arms the real deadline. A deadline
 //!   behind an earlier armed timer must still fire on time.
-//! - Reads: once the WebSocket stream has returned `Pending` it holds the driver's waker, and
+//! - Reads: once the WebSocket's stream has returned `Pending` it holds the driver's waker, and
 //!   polling it again in the same turn only repeats a read that finds nothing (on async-io, a
 //!   `recv` system call each time).
 //! - Wake-ups: a push made from the driver's executor while the driver is idle is written from
@@ -15,20 +15,20 @@
 //!   socket back.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures::{Sink, Stream, StreamExt};
+use futures::StreamExt;
+use futures::io::{AsyncRead, AsyncWrite};
 
-use phx_client::{Builder, Event, Payload, PushError, Runtime, TlsConnector, WebSocketConfig};
+use phx_client::{Builder, Event, Payload, PushError, Runtime};
 use phx_tests::server::ServerConfig;
 use phx_tests::server::ws::BackgroundServer;
 use serde_json::json;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 /// A runtime that counts the timers the driver arms, the reads that find nothing and the
 /// polls of the tasks it spawns (the driver's). Its clock can be moved on (`skew`), and the
@@ -83,17 +83,20 @@ impl<F: Future> Future for CountPolls<F> {
     }
 }
 
-/// A WebSocket that counts the polls of its stream that return `Pending`.
-struct CountingWs<W> {
-    inner: W,
+/// A TCP stream that counts the reads that return `Pending` (the WebSocket asks its stream for
+/// bytes only once it holds no whole frame, so these are the WebSocket's empty reads).
+struct CountingTcp<T> {
+    inner: T,
     empty_reads: Arc<AtomicUsize>,
 }
 
-impl<W: Stream + Unpin> Stream for CountingWs<W> {
-    type Item = W::Item;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<W::Item>> {
-        let r = Pin::new(&mut self.inner).poll_next(cx);
+impl<T: AsyncRead + Unpin> AsyncRead for CountingTcp<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if r.is_pending() {
             self.empty_reads.fetch_add(1, Ordering::Relaxed);
         }
@@ -101,28 +104,26 @@ impl<W: Stream + Unpin> Stream for CountingWs<W> {
     }
 }
 
-impl<W: Sink<WsMessage, Error = WsError> + Unpin> Sink<WsMessage> for CountingWs<W> {
-    type Error = WsError;
-
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        Pin::new(&mut self.inner).poll_ready(cx)
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountingTcp<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
-    fn start_send(mut self: Pin<&mut Self>, item: WsMessage) -> Result<(), WsError> {
-        Pin::new(&mut self.inner).start_send(item)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_close(cx)
     }
 }
 
 impl<R: Runtime> Runtime for Counting<R> {
-    type WebSocket = CountingWs<R::WebSocket>;
+    type Tcp = CountingTcp<R::Tcp>;
     type Sleep = R::Sleep;
 
     fn now(&self) -> Instant {
@@ -161,16 +162,15 @@ impl<R: Runtime> Runtime for Counting<R> {
         self.inner.yield_now(cx);
     }
 
-    fn connect(
+    fn connect_tcp(
         &self,
-        request: Request,
-        config: WebSocketConfig,
-        tls: Option<TlsConnector>,
-    ) -> impl Future<Output = Result<Self::WebSocket, WsError>> + Send + 'static {
-        let dial = self.inner.connect(request, config, tls);
+        host: String,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Self::Tcp>> + Send + 'static {
+        let dial = self.inner.connect_tcp(host, port);
         let empty_reads = self.empty_reads.clone();
         async move {
-            Ok(CountingWs {
+            Ok(CountingTcp {
                 inner: dial.await?,
                 empty_reads,
             })
