@@ -2,9 +2,9 @@
 //!
 //! Applications use one of those crates; this one holds what they share, written once: the
 //! handles ([`Socket`], [`Channel`]), the command queue, the bounded message queues and the
-//! driver loop, TLS and the WebSocket ([`websocket`]). An adapter only implements [`Runtime`]
-//! (clock, timers, spawning and opening TCP connections). Every protocol rule lives in
-//! [`phx_proto`].
+//! driver loop, TLS and the WebSocket (tungstenite's engine, driven directly). An adapter only
+//! implements [`Runtime`] (clock, timers, spawning and opening TCP connections). Every protocol
+//! rule lives in [`phx_proto`].
 //!
 //! # Queues and slow consumers
 //!
@@ -49,7 +49,7 @@ mod socket;
 mod test_wake;
 mod tls;
 mod transport;
-pub mod websocket;
+mod websocket;
 
 pub use driver::Driver;
 pub use error::{ConnectError, JoinError, LeaveError, PushError, SocketClosed};

@@ -65,7 +65,7 @@ impl<S: AsyncWrite + Unpin> Write for Io<S> {
 /// Meant for one task at a time, as the driver polls it: each poll leaves the caller's waker
 /// with the stream, replacing the one before only if it would wake another task.
 #[derive(Debug)]
-pub struct WebSocket<S> {
+pub(crate) struct WebSocket<S> {
     inner: tungstenite::WebSocket<Io<S>>,
     /// False after a message was queued but not yet written out (the write buffer is full).
     ready: bool,
@@ -80,11 +80,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn engine(&mut self, cx: &Context<'_>) -> &mut tungstenite::WebSocket<Io<S>> {
         self.inner.get_mut().waker.clone_from(cx.waker());
         &mut self.inner
-    }
-
-    /// The stream underneath.
-    pub fn get_ref(&self) -> &S {
-        &self.inner.get_ref().stream
     }
 }
 
@@ -182,7 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<WsMessage> for WebSocket<S> {
 }
 
 /// Performs the client's upgrade handshake for `request` over `stream`.
-pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     request: Request,
     config: WebSocketConfig,
@@ -217,7 +212,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Where `request` dials: host (an IPv6 address without its brackets), port (the scheme's
 /// default if none is given) and whether the scheme is `wss`.
-pub fn endpoint(request: &Request) -> Result<(String, u16, bool), WsError> {
+pub(crate) fn endpoint(request: &Request) -> Result<(String, u16, bool), WsError> {
     let uri = request.uri();
     let secure = match uri.scheme_str() {
         Some("wss") => true,
@@ -237,7 +232,7 @@ pub fn endpoint(request: &Request) -> Result<(String, u16, bool), WsError> {
 /// A TCP stream, plain or wrapped in TLS.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum MaybeTlsStream<T> {
+pub(crate) enum MaybeTlsStream<T> {
     /// `ws://`.
     Plain(T),
     /// `wss://` through rustls.
