@@ -822,12 +822,11 @@ impl<R: Runtime> State<R> {
     fn start_connect(&mut self, conn: ConnectionId, request: &phx_proto::ConnectRequest) {
         match transport::build_request(request) {
             Ok(req) => {
-                let rt = self.rt.clone();
                 let fut = websocket::connect(
+                    self.rt.clone(),
                     req,
                     self.options.websocket,
                     self.tls.clone(),
-                    move |host, port| async move { rt.connect_tcp(host, port).await },
                 );
                 self.dial = Some(Dial::Connecting(conn, Box::pin(fut)));
             }

@@ -7,7 +7,7 @@
 //! per frame). Here one task polls at a time with the same waker (the driver's route), so the
 //! stream keeps a single plain `Waker` and replaces it only when a different one polls.
 
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -21,6 +21,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error as WsError, Message as WsMessage};
 
 use crate::TlsConnector;
+use crate::runtime::Runtime;
 
 /// A byte stream made blocking-style for tungstenite: a call that would wait returns
 /// `WouldBlock`, and the stream wakes `waker` once it can go on.
@@ -30,31 +31,38 @@ struct Io<S> {
     waker: Waker,
 }
 
-impl<S: AsyncRead + Unpin> Read for Io<S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut cx = Context::from_waker(&self.waker);
-        match Pin::new(&mut self.stream).poll_read(&mut cx, buf) {
+impl<S> Io<S> {
+    /// Runs one poll of the stream with the kept waker; `Pending` becomes `WouldBlock`.
+    fn poll<T>(
+        &mut self,
+        f: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> io::Result<T>
+    where
+        S: Unpin,
+    {
+        match f(
+            Pin::new(&mut self.stream),
+            &mut Context::from_waker(&self.waker),
+        ) {
             Poll::Ready(r) => r,
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 }
 
+impl<S: AsyncRead + Unpin> Read for Io<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.poll(|s, cx| s.poll_read(cx, buf))
+    }
+}
+
 impl<S: AsyncWrite + Unpin> Write for Io<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut cx = Context::from_waker(&self.waker);
-        match Pin::new(&mut self.stream).poll_write(&mut cx, buf) {
-            Poll::Ready(r) => r,
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
+        self.poll(|s, cx| s.poll_write(cx, buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let mut cx = Context::from_waker(&self.waker);
-        match Pin::new(&mut self.stream).poll_flush(&mut cx) {
-            Poll::Ready(r) => r,
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
+        self.poll(|s, cx| s.poll_flush(cx))
     }
 }
 
@@ -317,21 +325,16 @@ async fn secure<T: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
-/// Dials `request`: opens the TCP connection with `tcp` (given host and port), secures it for
-/// `wss://` with `tls`, and performs the upgrade handshake.
-pub(crate) async fn connect<T, F, Fut>(
+/// Dials `request`: opens the TCP connection through `rt`, secures it for `wss://` with `tls`,
+/// and performs the upgrade handshake.
+pub(crate) async fn connect<R: Runtime>(
+    rt: R,
     request: Request,
     config: WebSocketConfig,
     tls: Option<TlsConnector>,
-    tcp: F,
-) -> Result<WebSocket<MaybeTlsStream<T>>, WsError>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: FnOnce(String, u16) -> Fut,
-    Fut: Future<Output = io::Result<T>>,
-{
+) -> Result<WebSocket<MaybeTlsStream<R::Tcp>>, WsError> {
     let (host, port, secure_scheme) = endpoint(&request)?;
-    let stream = tcp(host.clone(), port).await?;
+    let stream = rt.connect_tcp(host.clone(), port).await?;
     let stream = if secure_scheme {
         secure(&host, stream, tls).await?
     } else {
