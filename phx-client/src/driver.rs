@@ -24,12 +24,13 @@ use crate::burst::Burst;
 use crate::error::{ConnectError, JoinError, LeaveError, PushError};
 use crate::inbox::{self, Batch, Inbox};
 use crate::oneshot;
+use crate::reader::Received;
 use crate::route::Route;
 use crate::runtime::Runtime;
 use crate::socket::{ChannelShared, Credentials, ExtraSubs, Options, Registry, Reply, Subscriber};
 use crate::tls::TlsConnector;
 use crate::transport;
-use crate::websocket::{self, MaybeTlsStream};
+use crate::websocket::{self, Incoming, MaybeTlsStream};
 
 /// Frames read per round, at most, before the driver looks at commands and timers again and
 /// hands what it read to the consumers. Each hand-over may wake a consumer, a system call and
@@ -657,18 +658,22 @@ impl<R: Runtime> State<R> {
                 break;
             };
             let id = conn.id;
-            match Pin::new(&mut conn.ws).poll_next(cx) {
-                Poll::Ready(Some(Ok(msg))) => {
+            let (burst, arena) = (&mut self.burst, &mut self.arena);
+            let mut keep = |payload: Received<'_>| arena.keep(payload, burst.read());
+            match conn.ws.poll_message(cx, &mut keep) {
+                Poll::Ready(Some(Ok(incoming))) => {
                     read += 1;
-                    if let WsMessage::Close(frame) = msg {
-                        ended = Some((id, transport::close_frame(frame)));
-                        break;
-                    }
-                    let under_way = self.burst.read();
-                    if let Some(frame) = transport::from_ws(msg, &mut self.arena, under_way) {
-                        trace!(len = frame.len(), "frame in");
-                        bytes = bytes.saturating_add(frame.len());
-                        self.handle_frame(now, id, frame);
+                    match incoming {
+                        Incoming::Frame(frame) => {
+                            trace!(len = frame.len(), "frame in");
+                            bytes = bytes.saturating_add(frame.len());
+                            self.handle_frame(now, id, frame);
+                        }
+                        Incoming::Control => {}
+                        Incoming::Close(frame) => {
+                            ended = Some((id, transport::close_frame(frame)));
+                            break;
+                        }
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {

@@ -42,6 +42,7 @@ mod driver;
 mod error;
 mod inbox;
 mod oneshot;
+mod reader;
 mod route;
 mod runtime;
 mod socket;

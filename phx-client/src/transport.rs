@@ -11,6 +11,8 @@ use tungstenite::http::{HeaderName, HeaderValue};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Error as WsError, Message as WsMessage};
 
+use crate::reader::Received;
+
 /// Builds the upgrade request: URL, `Sec-WebSocket-Protocol` (auth token) and extra headers.
 pub(crate) fn build_request(req: &ConnectRequest) -> Result<Request, WsError> {
     let mut request = req.url().into_client_request()?;
@@ -105,28 +107,19 @@ pub(crate) fn to_ws(frame: Frame) -> WsMessage {
     }
 }
 
-/// A WebSocket data message as a core frame, its bytes copied into `arena` when small and a
-/// burst is `under_way` (or the arena still holds a chunk); `None` for control messages.
-pub(crate) fn from_ws(msg: WsMessage, arena: &mut FrameArena, under_way: bool) -> Option<Frame> {
-    match msg {
-        WsMessage::Text(text) => Some(Frame::Text(arena.keep(text.into(), under_way))),
-        WsMessage::Binary(bytes) => Some(Frame::Binary(arena.keep(bytes, under_way))),
-        WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Close(_) | WsMessage::Frame(_) => None,
-    }
-}
-
 /// Where received frames live while the application holds their messages.
 ///
-/// tungstenite hands out each frame as a slice of its read buffer. While any slice is alive the
-/// buffer cannot be reused, and its refills then come in small pieces: delivering a flood of
-/// small messages to a consumer cost about six `recv` calls per 16 KiB read instead of one
-/// (60,000 instead of about 10,000 for a million 125-byte frames, with the 16 KiB read buffer). Copying small frames into chunks
-/// of our own leaves tungstenite's buffer free to reuse at the price of one short `memcpy`.
-/// Large frames are passed through: tungstenite gives each its own allocation anyway.
+/// The frame reader hands out each payload as a slice of its read buffer, which it reuses for
+/// the next read; what the application keeps must be copied out. Small payloads in a burst are
+/// packed into chunks of our own, one allocation for many messages (tungstenite's reader split
+/// each frame off its buffer instead, and a buffer pinned by frames still alive was refilled
+/// in small pieces: about six `recv` calls per 16 KiB read). Any other payload gets an
+/// allocation of its own (a large frame already has one), so a message the application holds
+/// on to pins nothing else.
 ///
-/// Copying starts once a burst is under way ([`crate::burst`]: a few frames at a time pin
-/// tungstenite's buffer only briefly, and a chunk for each of them would be an allocation per
-/// wake-up). A full chunk is retired; once every frame in a retired chunk has been dropped, the
+/// Copying into chunks starts once a burst is under way ([`crate::burst`]: a chunk for a few
+/// frames at a time would be an allocation per wake-up, and would hold memory an idle
+/// connection does not need). A full chunk is retired; once every frame in a retired chunk has been dropped, the
 /// chunk is filled again, so a flood runs on a few warm chunks rather than fresh memory (each
 /// fresh chunk cost its page faults). The driver releases the chunks once the connection is
 /// quiet, so a quiet socket holds none.
@@ -144,18 +137,22 @@ impl FrameArena {
     /// Retired chunks kept for reuse.
     const RETIRED: usize = 4;
 
-    /// `frame`'s bytes, in the arena when small and a burst is `under_way` or was not over
-    /// when this frame came (the arena holds a chunk).
-    pub(crate) fn keep(&mut self, frame: Bytes, under_way: bool) -> Bytes {
+    /// `payload`'s bytes: in the arena when small and a burst is `under_way` or was not over
+    /// when this frame came (the arena holds a chunk), else in an allocation of their own.
+    pub(crate) fn keep(&mut self, payload: Received<'_>, under_way: bool) -> Bytes {
+        let frame = match payload {
+            Received::Owned(bytes) => return bytes,
+            Received::Slice(frame) => frame,
+        };
         if frame.len() > Self::MAX_COPY || (self.chunk.is_none() && !under_way) {
-            return frame;
+            return Bytes::copy_from_slice(frame);
         }
         let room = self.chunk.as_ref().map_or(0, |c| c.capacity() - c.len());
         if room < frame.len() {
             self.next_chunk();
         }
         let chunk = self.chunk.get_or_insert_with(BytesMut::new);
-        chunk.extend_from_slice(&frame);
+        chunk.extend_from_slice(frame);
         chunk.split().freeze()
     }
 
@@ -231,39 +228,51 @@ mod tests {
         }
     }
 
-    /// A fresh arena: its frames pass through until a burst is under way.
+    fn slice(bytes: &[u8]) -> Received<'_> {
+        Received::Slice(bytes)
+    }
+
+    /// A fresh arena: its frames get allocations of their own until a burst is under way.
     fn cold() -> FrameArena {
         let mut arena = FrameArena::default();
-        let frame = Bytes::from_static(b"[null,null,\"t\",\"e\",{}]");
-        let f = arena.keep(frame.clone(), false);
-        assert_eq!(
-            f.as_ptr(),
-            frame.as_ptr(),
-            "before a burst, frames pass through"
-        );
+        let frame = b"[null,null,\"t\",\"e\",{}]";
+        let f = arena.keep(slice(frame), false);
+        assert_eq!(f, &frame[..]);
+        assert!(arena.chunk.is_none(), "before a burst, no chunk");
         arena
     }
 
     #[test]
-    fn small_frames_are_copied_out_of_the_read_buffer_and_large_ones_kept() {
+    fn small_frames_are_packed_into_chunks_and_others_get_their_own_allocation() {
         let mut arena = cold();
-        let read_buffer = Bytes::from(vec![7u8; 2 * FrameArena::MAX_COPY]);
-        let small = read_buffer.slice(0..100);
-        let kept = arena.keep(small.clone(), true);
+        let read_buffer = vec![7u8; 2 * FrameArena::MAX_COPY];
+        let small = &read_buffer[..100];
+        let kept = arena.keep(slice(small), true);
         assert_eq!(kept, small);
-        assert_ne!(
-            kept.as_ptr(),
-            small.as_ptr(),
-            "a small frame no longer pins the buffer"
-        );
-        let next = arena.keep(read_buffer.slice(100..150), true);
+        let next = arena.keep(slice(&read_buffer[100..150]), true);
         assert_eq!(
             next.as_ptr(),
             kept.as_ptr().wrapping_add(100),
             "packed in one chunk"
         );
-        let large = read_buffer.slice(0..FrameArena::MAX_COPY + 1);
-        assert_eq!(arena.keep(large.clone(), true).as_ptr(), large.as_ptr());
+        let large = &read_buffer[..=FrameArena::MAX_COPY];
+        let own = arena.keep(slice(large), true);
+        assert_eq!(own, large);
+        assert!(
+            !arena
+                .chunk
+                .as_ref()
+                .unwrap()
+                .as_ptr_range()
+                .contains(&own.as_ptr()),
+            "a large frame is not in the chunk"
+        );
+        let owned = Bytes::from(vec![1u8; 10]);
+        assert_eq!(
+            arena.keep(Received::Owned(owned.clone()), true).as_ptr(),
+            owned.as_ptr(),
+            "a payload with its own allocation is passed through"
+        );
         arena.release();
         assert!(
             arena.chunk.is_none() && arena.retired.is_empty(),
@@ -274,14 +283,14 @@ mod tests {
 
     #[test]
     fn a_retired_chunk_is_refilled_once_its_frames_are_gone_and_never_while_one_lives() {
-        let frame = |b: u8| Bytes::from(vec![b; FrameArena::MAX_COPY]);
+        let frame = |b: u8| vec![b; FrameArena::MAX_COPY];
         let per_chunk = FrameArena::CHUNK / FrameArena::MAX_COPY;
         let mut arena = cold();
         // Chunk 0 keeps one frame alive; every other frame is dropped at once.
-        let held = arena.keep(frame(0xaa), true);
+        let held = arena.keep(slice(&frame(0xaa)), true);
         let mut starts = vec![held.as_ptr()];
         for i in 1..(FrameArena::RETIRED + 3) * per_chunk {
-            let f = arena.keep(frame(i as u8), true);
+            let f = arena.keep(slice(&frame(i as u8)), true);
             assert_ne!(
                 f.as_ptr(),
                 held.as_ptr(),
@@ -306,18 +315,19 @@ mod tests {
     #[test]
     fn chunks_stay_warm_through_a_burst_and_go_when_released() {
         let mut arena = FrameArena::default();
-        let frame = Bytes::from_static(b"[null,null,\"t\",\"e\",{}]");
-        assert_ne!(arena.keep(frame.clone(), true).as_ptr(), frame.as_ptr());
-        // A pause inside the burst restarts the driver's count; the arena, still warm, copies
-        // from the first frame after it.
-        assert_ne!(arena.keep(frame.clone(), false).as_ptr(), frame.as_ptr());
+        let frame = b"[null,null,\"t\",\"e\",{}]";
+        let first = arena.keep(slice(frame), true);
+        // A pause inside the burst restarts the driver's count; the arena, still warm, packs
+        // the first frame after it into the same chunk.
+        let second = arena.keep(slice(frame), false);
+        assert_eq!(second.as_ptr(), first.as_ptr().wrapping_add(frame.len()));
         arena.release();
         assert!(
             arena.chunk.is_none() && arena.retired.is_empty(),
             "released when quiet"
         );
-        // Cold again: a quiet connection's frames pass through, allocating nothing.
-        assert_eq!(arena.keep(frame.clone(), false).as_ptr(), frame.as_ptr());
+        // Cold again: a quiet connection's frames take no chunk.
+        assert_eq!(arena.keep(slice(frame), false), &frame[..]);
         assert!(arena.chunk.is_none());
     }
 

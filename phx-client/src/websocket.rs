@@ -1,10 +1,11 @@
-//! The WebSocket connection: tungstenite's protocol engine over a runtime's byte stream, plus
-//! dialing (TLS and the upgrade handshake). Shared by every runtime: an adapter only opens the
-//! TCP connection.
+//! The WebSocket connection over a runtime's byte stream: phx's frame reader
+//! ([`crate::reader`]) for what arrives, tungstenite's engine for what is sent, plus dialing
+//! (TLS and the upgrade handshake). Shared by every runtime: an adapter only opens the TCP
+//! connection.
 //!
-//! tokio-tungstenite and async-tungstenite wrap the same engine for use from any number of
-//! tasks: every read registers the caller's waker in two `AtomicWaker`s (four atomic operations
-//! per frame). Here one task polls at a time with the same waker (the driver's route), so the
+//! tokio-tungstenite and async-tungstenite wrap tungstenite for use from any number of tasks:
+//! every read registers the caller's waker in two `AtomicWaker`s (four atomic operations per
+//! frame). Here one task polls at a time with the same waker (the driver's route), so the
 //! stream keeps a single plain `Waker` and replaces it only when a different one polls.
 
 use std::future::poll_fn;
@@ -12,15 +13,18 @@ use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
+use futures::Sink;
 use futures::io::{AsyncRead, AsyncWrite};
-use futures::{Sink, Stream};
-use tungstenite::error::UrlError;
+use phx_proto::Frame;
+use tungstenite::error::{ProtocolError, UrlError};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::handshake::client::{ClientHandshake, Request};
-use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error as WsError, Message as WsMessage};
 
 use crate::TlsConnector;
+use crate::reader::{Event, Reader, Received};
 use crate::runtime::Runtime;
 
 /// A byte stream made blocking-style for tungstenite: a call that would wait returns
@@ -66,29 +70,38 @@ impl<S: AsyncWrite + Unpin> Write for Io<S> {
     }
 }
 
-/// An open client WebSocket over the byte stream `S`: a [`Stream`] of received messages and a
-/// [`Sink`] for outgoing ones, with the semantics of tokio-tungstenite's `WebSocketStream`
-/// (ping answered, close handshake completed, `None` once the connection has closed).
+/// What [`WebSocket::poll_message`] read.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A data message.
+    Frame(Frame),
+    /// A ping (already answered) or a pong.
+    Control,
+    /// The server's close frame (already answered).
+    Close(Option<CloseFrame>),
+}
+
+/// An open client WebSocket over the byte stream `S`: [`WebSocket::poll_message`] reads with
+/// phx's frame reader, and a [`Sink`] writes through tungstenite's engine, with the semantics
+/// of tokio-tungstenite's `WebSocketStream` (ping answered, close echoed, `None` once the
+/// connection has closed).
 ///
 /// Meant for one task at a time, as the driver polls it: each poll leaves the caller's waker
 /// with the stream, replacing the one before only if it would wake another task.
 #[derive(Debug)]
 pub(crate) struct WebSocket<S> {
-    inner: tungstenite::WebSocket<Io<S>>,
+    io: Io<S>,
+    /// Writes: framing, masking, the write buffer, pongs and the close frame.
+    context: WebSocketContext,
+    reader: Reader,
+    /// A pong or close reply was queued and not yet flushed.
+    unflushed: bool,
     /// False after a message was queued but not yet written out (the write buffer is full).
     ready: bool,
     /// A close frame is queued; `poll_close` only flushes.
     closing: bool,
-    /// The connection ended or failed; the stream yields nothing more.
+    /// The connection ended or failed; nothing more is read.
     ended: bool,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
-    /// The engine, its stream set to wake `cx`'s task.
-    fn engine(&mut self, cx: &Context<'_>) -> &mut tungstenite::WebSocket<Io<S>> {
-        self.inner.get_mut().waker.clone_from(cx.waker());
-        &mut self.inner
-    }
 }
 
 /// `Pending` for an IO error that means "not now".
@@ -99,24 +112,113 @@ fn would_block<T>(r: Result<T, WsError>) -> Poll<Result<T, WsError>> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
-    type Item = Result<WsMessage, WsError>;
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// A connection past its handshake, `tail` the bytes that came right behind the response.
+    fn open(stream: S, config: WebSocketConfig, tail: &[u8]) -> Self {
+        // The engine only writes: no read buffer.
+        let context = WebSocketContext::new(Role::Client, Some(config.read_buffer_size(0)));
+        Self {
+            io: Io {
+                stream,
+                waker: Waker::noop().clone(),
+            },
+            context,
+            reader: Reader::new(&config, tail),
+            unflushed: false,
+            ready: true,
+            closing: false,
+            ended: false,
+        }
+    }
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.ended {
+    /// Reads the next message, handing a data message's payload to `keep` for the bytes to
+    /// deliver. `None` once the connection has closed (after the server's close frame) or
+    /// failed (after the error).
+    pub(crate) fn poll_message(
+        &mut self,
+        cx: &Context<'_>,
+        keep: &mut impl FnMut(Received<'_>) -> Bytes,
+    ) -> Poll<Option<Result<Incoming, WsError>>> {
+        if self.ended {
             return Poll::Ready(None);
         }
-        match would_block(this.engine(cx).read()) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(msg)) => Poll::Ready(Some(Ok(msg))),
-            Poll::Ready(Err(e)) => {
-                this.ended = true;
-                match e {
-                    WsError::AlreadyClosed | WsError::ConnectionClosed => Poll::Ready(None),
-                    e => Poll::Ready(Some(Err(e))),
-                }
+        self.io.waker.clone_from(cx.waker());
+        if self.unflushed {
+            // A pong or close reply waits: it goes out as soon as the stream takes it.
+            match self.context.flush(&mut self.io) {
+                Ok(()) => self.unflushed = false,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return self.fail(e),
             }
+        }
+        loop {
+            let event = match self.reader.next(keep) {
+                Ok(Some(event)) => event,
+                Ok(None) => match self.io.read(self.reader.unfilled()) {
+                    Ok(0) => {
+                        self.ended = true;
+                        if self.reader.closed() {
+                            return Poll::Ready(None);
+                        }
+                        return Poll::Ready(Some(Err(WsError::Protocol(
+                            ProtocolError::ResetWithoutClosingHandshake,
+                        ))));
+                    }
+                    Ok(n) => {
+                        self.reader.filled(n);
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                    Err(e) => return self.fail(WsError::Io(e)),
+                },
+                Err(e) => return self.fail(e),
+            };
+            let incoming = match event {
+                Event::Text(text) => Incoming::Frame(Frame::Text(text)),
+                Event::Binary(bytes) => Incoming::Frame(Frame::Binary(bytes)),
+                Event::Ping(data) => {
+                    // No pong once a close frame has gone out.
+                    if self.context.can_write() {
+                        let r = self.context.write(&mut self.io, WsMessage::Pong(data));
+                        if let Some(e) = self.settle_reply(r) {
+                            return self.fail(e);
+                        }
+                    }
+                    Incoming::Control
+                }
+                Event::Pong => Incoming::Control,
+                Event::Close(frame) => {
+                    // Echoed unless this side closed first (the server's frame is the reply).
+                    if self.context.can_write() {
+                        let r = self.context.close(&mut self.io, frame.clone());
+                        if let Some(e) = self.settle_reply(r) {
+                            return self.fail(e);
+                        }
+                    }
+                    Incoming::Close(frame)
+                }
+            };
+            return Poll::Ready(Some(Ok(incoming)));
+        }
+    }
+
+    /// After queueing a reply: remembers to flush it (`write` of a pong does not flush, and a
+    /// full stream leaves the rest queued); the error, if it failed for good.
+    fn settle_reply(&mut self, r: Result<(), WsError>) -> Option<WsError> {
+        match r {
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Some(e),
+            Ok(()) => {}
+        }
+        self.unflushed = true;
+        None
+    }
+
+    fn fail<T>(&mut self, e: WsError) -> Poll<Option<Result<T, WsError>>> {
+        self.ended = true;
+        match e {
+            WsError::AlreadyClosed | WsError::ConnectionClosed => Poll::Ready(None),
+            e => Poll::Ready(Some(Err(e))),
         }
     }
 }
@@ -130,14 +232,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<WsMessage> for WebSocket<S> {
             return Poll::Ready(Ok(()));
         }
         // The last message is still queued: write it out before taking another.
-        let r = std::task::ready!(would_block(this.engine(cx).flush()));
+        this.io.waker.clone_from(cx.waker());
+        let r = std::task::ready!(would_block(this.context.flush(&mut this.io)));
         this.ready = true;
         Poll::Ready(r)
     }
 
     fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), WsError> {
         let this = self.get_mut();
-        match this.inner.write(item) {
+        match this.context.write(&mut this.io, item) {
             Ok(()) => {
                 this.ready = true;
                 Ok(())
@@ -156,7 +259,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<WsMessage> for WebSocket<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         let this = self.get_mut();
-        let r = std::task::ready!(would_block(this.engine(cx).flush()));
+        this.io.waker.clone_from(cx.waker());
+        let r = std::task::ready!(would_block(this.context.flush(&mut this.io)));
         this.ready = true;
         Poll::Ready(match r {
             // The close handshake has just completed: everything went out.
@@ -168,10 +272,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<WsMessage> for WebSocket<S> {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         let this = self.get_mut();
         this.ready = true;
+        this.io.waker.clone_from(cx.waker());
         let r = if this.closing {
-            this.engine(cx).flush()
+            this.context.flush(&mut this.io)
         } else {
-            this.engine(cx).close(None)
+            this.context.close(&mut this.io, None)
         };
         match r {
             Ok(()) | Err(WsError::ConnectionClosed) => Poll::Ready(Ok(())),
@@ -184,6 +289,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<WsMessage> for WebSocket<S> {
     }
 }
 
+/// A stream that keeps a copy of what is read from it, so that the bytes the handshake read
+/// past the server's response can be handed to the frame reader.
+#[derive(Debug)]
+struct Tap<S> {
+    stream: S,
+    seen: Vec<u8>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = std::task::ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+        this.seen.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_close(cx)
+    }
+}
+
+/// The bytes in `seen` after the HTTP response at its start (parsed as tungstenite parses it).
+fn after_response(seen: &[u8]) -> Result<&[u8], WsError> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    match httparse::Response::new(&mut headers).parse(seen)? {
+        httparse::Status::Complete(len) => Ok(&seen[len..]),
+        httparse::Status::Partial => Err(WsError::Protocol(ProtocolError::HandshakeIncomplete)),
+    }
+}
+
 /// Performs the client's upgrade handshake for `request` over `stream`.
 pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
@@ -191,23 +344,21 @@ pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     config: WebSocketConfig,
 ) -> Result<WebSocket<S>, WsError> {
     let io = Io {
-        stream,
+        stream: Tap {
+            stream,
+            seen: Vec::new(),
+        },
         waker: Waker::noop().clone(),
     };
     let mut mid = Some(ClientHandshake::start(io, request, Some(config))?);
-    poll_fn(|cx| {
+    let upgraded = poll_fn(|cx| {
         // Never polled again once it has returned `Ready`.
         let Some(mut m) = mid.take() else {
             return Poll::Ready(Err(WsError::AlreadyClosed));
         };
         m.get_mut().get_mut().waker.clone_from(cx.waker());
         match m.handshake() {
-            Ok((inner, _response)) => Poll::Ready(Ok(WebSocket {
-                inner,
-                ready: true,
-                closing: false,
-                ended: false,
-            })),
+            Ok((ws, _response)) => Poll::Ready(Ok(ws)),
             Err(HandshakeError::Interrupted(m)) => {
                 mid = Some(m);
                 Poll::Pending
@@ -215,7 +366,10 @@ pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             Err(HandshakeError::Failure(e)) => Poll::Ready(Err(e)),
         }
     })
-    .await
+    .await?;
+    let Tap { stream, seen } = upgraded.into_inner().stream;
+    let tail = after_response(&seen)?;
+    Ok(WebSocket::open(stream, config, tail))
 }
 
 /// Where `request` dials: host (an IPv6 address without its brackets), port (the scheme's
@@ -348,8 +502,6 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
 
-    use tungstenite::protocol::Role;
-
     use super::*;
     use crate::test_wake::Count;
     use tungstenite::client::IntoClientRequest;
@@ -463,23 +615,26 @@ mod tests {
     }
 
     fn open_with(pipe: &Pipe, config: WebSocketConfig) -> WebSocket<Pipe> {
-        let io = Io {
-            stream: pipe.clone(),
-            waker: Waker::noop().clone(),
-        };
-        WebSocket {
-            inner: tungstenite::WebSocket::from_raw_socket(io, Role::Client, Some(config)),
-            ready: true,
-            closing: false,
-            ended: false,
-        }
+        WebSocket::open(pipe.clone(), config, &[])
     }
 
+    /// What the client reads next, payloads kept in allocations of their own.
     fn poll_next(
         ws: &mut WebSocket<Pipe>,
         waker: &Waker,
-    ) -> Poll<Option<Result<WsMessage, WsError>>> {
-        Pin::new(ws).poll_next(&mut Context::from_waker(waker))
+    ) -> Poll<Option<Result<Incoming, WsError>>> {
+        let mut keep = |payload: Received<'_>| Bytes::copy_from_slice(payload.as_slice());
+        ws.poll_message(&Context::from_waker(waker), &mut keep)
+    }
+
+    /// A text message read from `ws`, or a panic with what came instead.
+    fn text(polled: Poll<Option<Result<Incoming, WsError>>>) -> String {
+        match polled {
+            Poll::Ready(Some(Ok(Incoming::Frame(Frame::Text(t))))) => {
+                String::from_utf8(t.to_vec()).unwrap()
+            }
+            other => panic!("not a text message: {other:?}"),
+        }
     }
 
     #[test]
@@ -493,17 +648,14 @@ mod tests {
         assert!(poll_next(&mut ws, &b).is_pending());
         pipe.send(&[0x81, 2, b'h', b'i']);
         assert_eq!((first.get(), second.get()), (0, 1));
-        match poll_next(&mut ws, &b) {
-            Poll::Ready(Some(Ok(WsMessage::Text(t)))) => assert_eq!(t.as_str(), "hi"),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(text(poll_next(&mut ws, &b)), "hi");
         // The same task again, and again: it is woken each time data comes.
         assert!(poll_next(&mut ws, &b).is_pending());
         pipe.send(&[0x82, 1, 7]);
         assert_eq!(second.get(), 2);
         assert!(matches!(
             poll_next(&mut ws, &b),
-            Poll::Ready(Some(Ok(WsMessage::Binary(ref bytes)))) if bytes.as_ref() == [7]
+            Poll::Ready(Some(Ok(Incoming::Frame(Frame::Binary(ref bytes))))) if bytes.as_ref() == [7]
         ));
     }
 
@@ -515,7 +667,7 @@ mod tests {
         pipe.send(&[0x89, 1, b'p']);
         assert!(matches!(
             poll_next(&mut ws, &waker),
-            Poll::Ready(Some(Ok(WsMessage::Ping(_))))
+            Poll::Ready(Some(Ok(Incoming::Control)))
         ));
         assert!(poll_next(&mut ws, &waker).is_pending());
         let pong = pipe.written();
@@ -526,7 +678,7 @@ mod tests {
         pipe.send(&[0x88, 2, 0x03, 0xe8]);
         assert!(matches!(
             poll_next(&mut ws, &waker),
-            Poll::Ready(Some(Ok(WsMessage::Close(Some(ref f))))) if u16::from(f.code) == 1000
+            Poll::Ready(Some(Ok(Incoming::Close(Some(ref f))))) if u16::from(f.code) == 1000
         ));
         // A client waits for the server to close the TCP connection.
         assert!(poll_next(&mut ws, &waker).is_pending());
@@ -597,10 +749,11 @@ mod tests {
         let Poll::Ready(Ok(mut ws)) = dial.as_mut().poll(cx) else {
             panic!("the handshake did not complete");
         };
-        match poll_next(&mut ws, &waker) {
-            Poll::Ready(Some(Ok(WsMessage::Text(t)))) => assert_eq!(t.as_str(), "ok"),
-            other => panic!("the frame read with the response was lost: {other:?}"),
-        }
+        assert_eq!(
+            text(poll_next(&mut ws, &waker)),
+            "ok",
+            "the frame read with the response"
+        );
     }
 
     #[test]

@@ -1,0 +1,841 @@
+//! Reading the server's WebSocket frames (RFC 6455, client side) out of the connection's bytes.
+//!
+//! tungstenite still writes (framing, masking, pongs, the close handshake); this reads. Its
+//! reader splits each frame off its read buffer as a reference-counted slice, which the driver
+//! then copied into its frame arena and dropped: two atomic operations and a copy per frame,
+//! on top of tungstenite's own per-read bookkeeping. Here a frame's payload goes from the read
+//! buffer to wherever the caller keeps it in one copy, and the buffer, never shared, is reused
+//! for every read.
+//!
+//! Sans-IO: [`Reader::unfilled`] says where the next bytes go and [`Reader::filled`] takes
+//! them; [`Reader::next`] turns what has arrived into [`Event`]s.
+
+use bytes::Bytes;
+use tungstenite::Error as WsError;
+use tungstenite::error::{CapacityError, ProtocolError};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::frame::coding::{CloseCode, Data as OpData};
+use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
+
+/// A received payload, for the caller to keep: a slice of the read buffer (valid only during
+/// the call), or one already in its own allocation (a large frame, a reassembled message).
+#[derive(Debug)]
+pub(crate) enum Received<'a> {
+    /// Bytes in the read buffer.
+    Slice(&'a [u8]),
+    /// Bytes that already have an allocation of their own.
+    Owned(Bytes),
+}
+
+impl Received<'_> {
+    /// The bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Received::Slice(s) => s,
+            Received::Owned(b) => b,
+        }
+    }
+}
+
+/// What a complete frame (or message) means for the client.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Event {
+    /// A text message; its bytes are valid UTF-8.
+    Text(Bytes),
+    /// A binary message.
+    Binary(Bytes),
+    /// A ping, with its payload (to be answered with a pong).
+    Ping(Bytes),
+    /// A pong.
+    Pong,
+    /// The server's close frame (`None`: it carried no status). A disallowed status is
+    /// replaced with 1002 "Protocol violation", as tungstenite does.
+    Close(Option<CloseFrame>),
+}
+
+/// The smallest read buffer: room for the longest header a server may send.
+const MIN_BUFFER: usize = 16;
+
+/// A frame too large for the read buffer grows its own allocation at least this much at a
+/// time, and at most as fast as its bytes arrive, so a length claimed but never sent costs
+/// nothing.
+const LARGE_STEP: usize = 64 * 1024;
+
+/// A frame's header.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    fin: bool,
+    /// Any of the three reserved bits (no extension is negotiated).
+    reserved: bool,
+    masked: bool,
+    opcode: u8,
+    len: usize,
+}
+
+/// A frame whose payload is read straight into its own allocation.
+#[derive(Debug)]
+struct Large {
+    head: Head,
+    /// Zero-filled up to its length; `filled` bytes of it have arrived.
+    payload: Vec<u8>,
+    filled: usize,
+}
+
+/// A fragmented message being put together.
+#[derive(Debug)]
+struct Partial {
+    text: bool,
+    data: Vec<u8>,
+    /// For text: how much of `data` is known to be valid UTF-8 (all but a character cut off
+    /// by the end of the last fragment).
+    valid: usize,
+}
+
+impl Partial {
+    /// Adds a fragment of at most `max` bytes in all. Text is checked as it comes, as
+    /// tungstenite does: invalid UTF-8 fails the connection before the message is complete.
+    fn extend(&mut self, fragment: &[u8], max: usize) -> Result<(), WsError> {
+        check_size(self.data.len().saturating_add(fragment.len()), max)?;
+        self.data.extend_from_slice(fragment);
+        if self.text {
+            match std::str::from_utf8(&self.data[self.valid..]) {
+                Ok(_) => self.valid = self.data.len(),
+                // A character cut off at the end: the next fragment may complete it.
+                Err(e) if e.error_len().is_none() => self.valid += e.valid_up_to(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole message's bytes; an error if it is text that ends inside a character.
+    fn finish(self) -> Result<Bytes, WsError> {
+        if self.text && self.valid < self.data.len() {
+            std::str::from_utf8(&self.data[self.valid..])?;
+        }
+        Ok(self.data.into())
+    }
+}
+
+/// What the frames so far leave pending: a fragmented message, whether the server has closed.
+#[derive(Debug)]
+struct Assembly {
+    partial: Option<Partial>,
+    /// The server's close frame was read: nothing may follow it.
+    closed: bool,
+    max_message: usize,
+}
+
+/// The client's frame reader: a read buffer and the rules of RFC 6455 for what the server sends.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    /// Allocated at the first read; `buf[start..end]` is not parsed yet.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    size: usize,
+    large: Option<Large>,
+    assembly: Assembly,
+    max_frame: usize,
+}
+
+impl Reader {
+    /// A reader with `config`'s buffer size and limits, holding `tail`: bytes that came right
+    /// behind the handshake's response.
+    pub(crate) fn new(config: &WebSocketConfig, tail: &[u8]) -> Self {
+        let size = config.read_buffer_size.max(MIN_BUFFER);
+        let mut buf = Vec::new();
+        if !tail.is_empty() {
+            buf = vec![0; size.max(tail.len())];
+            buf[..tail.len()].copy_from_slice(tail);
+        }
+        Self {
+            buf,
+            start: 0,
+            end: tail.len(),
+            size,
+            large: None,
+            assembly: Assembly {
+                partial: None,
+                closed: false,
+                max_message: config.max_message_size.unwrap_or(usize::MAX),
+            },
+            max_frame: config.max_frame_size.unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Whether the server's close frame has been read.
+    pub(crate) fn closed(&self) -> bool {
+        self.assembly.closed
+    }
+
+    /// Where the next bytes from the connection go (never empty).
+    pub(crate) fn unfilled(&mut self) -> &mut [u8] {
+        if let Some(large) = &mut self.large {
+            if large.filled == large.payload.len() {
+                let grown = (large.filled * 2).max(LARGE_STEP).min(large.head.len);
+                large.payload.resize(grown, 0);
+            }
+            return &mut large.payload[large.filled..];
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.size];
+        }
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.start > 0 && self.buf.len() - self.end < self.buf.len() / 2 {
+            // What is left is the start of one frame that fits the buffer: move it to the
+            // front, so that the frame can be completed.
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were read into [`Reader::unfilled`].
+    pub(crate) fn filled(&mut self, n: usize) {
+        match &mut self.large {
+            Some(large) => large.filled += n,
+            None => self.end += n,
+        }
+    }
+
+    /// The next event in the bytes read so far, or `None` until more arrive. A data
+    /// message's payload is handed to `keep`, which returns the bytes to deliver. An error
+    /// breaks the connection: the reader must not be used after one.
+    pub(crate) fn next(
+        &mut self,
+        keep: &mut impl FnMut(Received<'_>) -> Bytes,
+    ) -> Result<Option<Event>, WsError> {
+        loop {
+            if let Some(large) = &self.large {
+                if large.filled < large.head.len {
+                    return Ok(None);
+                }
+                let Some(Large { head, payload, .. }) = self.large.take() else {
+                    unreachable!("checked above")
+                };
+                match self
+                    .assembly
+                    .frame(head, Received::Owned(payload.into()), keep)?
+                {
+                    Some(event) => return Ok(Some(event)),
+                    None => continue,
+                }
+            }
+            let avail = &self.buf[self.start..self.end];
+            let Some((head, header_len)) = parse_head(avail, self.max_frame)? else {
+                return Ok(None);
+            };
+            self.assembly.check(head)?;
+            let total = header_len.saturating_add(head.len);
+            if avail.len() >= total {
+                let at = self.start;
+                self.start += total;
+                let payload = Received::Slice(&self.buf[at + header_len..at + total]);
+                match self.assembly.frame(head, payload, keep)? {
+                    Some(event) => return Ok(Some(event)),
+                    None => continue,
+                }
+            }
+            if total <= self.buf.len() {
+                // Fits the buffer once the rest arrives.
+                return Ok(None);
+            }
+            // Too large for the buffer: its payload gets an allocation of its own, which the
+            // following reads fill directly.
+            let arrived = &avail[header_len..];
+            let mut payload = vec![0; arrived.len().max(LARGE_STEP.min(head.len))];
+            payload[..arrived.len()].copy_from_slice(arrived);
+            self.large = Some(Large {
+                head,
+                filled: arrived.len(),
+                payload,
+            });
+            (self.start, self.end) = (0, 0);
+        }
+    }
+}
+
+impl Assembly {
+    /// The checks tungstenite makes of a whole frame, in its order, made here as soon as the
+    /// header has arrived.
+    fn check(&self, head: Head) -> Result<(), WsError> {
+        if self.closed {
+            return Err(WsError::Protocol(ProtocolError::ReceivedAfterClosing));
+        }
+        if head.reserved {
+            return Err(WsError::Protocol(ProtocolError::NonZeroReservedBits));
+        }
+        // A client must fail the connection on a masked frame (RFC 6455, 5.1).
+        if head.masked {
+            return Err(WsError::Protocol(ProtocolError::MaskedFrameFromServer));
+        }
+        if head.opcode >= 8 {
+            if !head.fin {
+                return Err(WsError::Protocol(ProtocolError::FragmentedControlFrame));
+            }
+            if head.len > 125 {
+                return Err(WsError::Protocol(ProtocolError::ControlFrameTooBig));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a checked frame: an event, or `None` for a fragment of a message not yet whole.
+    fn frame(
+        &mut self,
+        head: Head,
+        payload: Received<'_>,
+        keep: &mut impl FnMut(Received<'_>) -> Bytes,
+    ) -> Result<Option<Event>, WsError> {
+        match head.opcode {
+            0x8 => {
+                self.closed = true;
+                Ok(Some(Event::Close(close_frame(payload.as_slice())?)))
+            }
+            0x9 => Ok(Some(Event::Ping(match payload {
+                Received::Slice(s) => Bytes::copy_from_slice(s),
+                Received::Owned(b) => b,
+            }))),
+            0xA => Ok(Some(Event::Pong)),
+            0x0 => {
+                let Some(partial) = &mut self.partial else {
+                    return Err(WsError::Protocol(ProtocolError::UnexpectedContinueFrame));
+                };
+                partial.extend(payload.as_slice(), self.max_message)?;
+                if !head.fin {
+                    return Ok(None);
+                }
+                let Some(partial) = self.partial.take() else {
+                    unreachable!("matched above")
+                };
+                let text = partial.text;
+                let data = keep(Received::Owned(partial.finish()?));
+                Ok(Some(if text {
+                    Event::Text(data)
+                } else {
+                    Event::Binary(data)
+                }))
+            }
+            opcode @ (0x1 | 0x2) => {
+                let text = opcode == 0x1;
+                if self.partial.is_some() {
+                    return Err(WsError::Protocol(ProtocolError::ExpectedFragment(
+                        if text { OpData::Text } else { OpData::Binary },
+                    )));
+                }
+                if !head.fin {
+                    let mut partial = Partial {
+                        text,
+                        data: Vec::new(),
+                        valid: 0,
+                    };
+                    partial.extend(payload.as_slice(), self.max_message)?;
+                    self.partial = Some(partial);
+                    return Ok(None);
+                }
+                check_size(head.len, self.max_message)?;
+                if text {
+                    std::str::from_utf8(payload.as_slice())?;
+                    Ok(Some(Event::Text(keep(payload))))
+                } else {
+                    Ok(Some(Event::Binary(keep(payload))))
+                }
+            }
+            // Refused with the header.
+            opcode => Err(WsError::Protocol(ProtocolError::InvalidOpcode(opcode))),
+        }
+    }
+}
+
+/// `MessageTooLong` for a message or frame of `size` bytes above `max`.
+fn check_size(size: usize, max: usize) -> Result<(), WsError> {
+    if size > max {
+        return Err(WsError::Capacity(CapacityError::MessageTooLong {
+            size,
+            max_size: max,
+        }));
+    }
+    Ok(())
+}
+
+/// The header at the start of `bytes` and its length, or `None` if it has not all arrived.
+/// Refuses a reserved opcode, then a frame above `max_frame`, as tungstenite does.
+fn parse_head(bytes: &[u8], max_frame: usize) -> Result<Option<(Head, usize)>, WsError> {
+    let [first, second, rest @ ..] = bytes else {
+        return Ok(None);
+    };
+    let (len, header_len) = match second & 0x7F {
+        126 => match rest {
+            [a, b, ..] => (u64::from(u16::from_be_bytes([*a, *b])), 4),
+            _ => return Ok(None),
+        },
+        127 => match rest.first_chunk::<8>() {
+            Some(l) => (u64::from_be_bytes(*l), 10),
+            None => return Ok(None),
+        },
+        short => (u64::from(short), 2),
+    };
+    let masked = second & 0x80 != 0;
+    let header_len = header_len + if masked { 4 } else { 0 };
+    if bytes.len() < header_len {
+        return Ok(None);
+    }
+    let opcode = first & 0x0F;
+    if matches!(opcode, 0x3..=0x7 | 0xB..=0xF) {
+        return Err(WsError::Protocol(ProtocolError::InvalidOpcode(opcode)));
+    }
+    // Compared as u64, so that a length above usize::MAX cannot wrap past the limit.
+    if len > max_frame as u64 {
+        return Err(WsError::Capacity(CapacityError::MessageTooLong {
+            size: usize::try_from(len).unwrap_or(usize::MAX),
+            max_size: max_frame,
+        }));
+    }
+    let head = Head {
+        fin: first & 0x80 != 0,
+        reserved: first & 0x70 != 0,
+        masked,
+        opcode,
+        len: usize::try_from(len).unwrap_or(usize::MAX),
+    };
+    Ok(Some((head, header_len)))
+}
+
+/// A close frame's status and reason; a disallowed status becomes 1002.
+fn close_frame(payload: &[u8]) -> Result<Option<CloseFrame>, WsError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(WsError::Protocol(ProtocolError::InvalidCloseSequence)),
+        [a, b, reason @ ..] => {
+            let code = CloseCode::from(u16::from_be_bytes([*a, *b]));
+            let reason = std::str::from_utf8(reason)?;
+            Ok(Some(if code.is_allowed() {
+                CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from(reason.to_owned()),
+                }
+            } else {
+                CloseFrame {
+                    code: CloseCode::Protocol,
+                    reason: Utf8Bytes::from_static("Protocol violation"),
+                }
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Read, Write};
+
+    use proptest::prelude::*;
+    use tungstenite::Message;
+    use tungstenite::protocol::Role;
+
+    use super::*;
+
+    /// A server frame: FIN, opcode, payload; unmasked, no reserved bits.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        raw(u8::from(fin) << 7 | opcode, payload, false)
+    }
+
+    /// A frame with the first byte `first`, masked (with a zero mask) if `masked`.
+    fn raw(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+        let mask = if masked { 0x80 } else { 0 };
+        let mut out = vec![first];
+        match payload.len() {
+            n @ 0..=125 => out.push(mask | n as u8),
+            n @ 126..=0xFFFF => {
+                out.push(mask | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(mask | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            out.extend_from_slice(&[0; 4]);
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// How reading a byte stream ended, or what it produced: comparable between this reader
+    /// and tungstenite's.
+    #[derive(Debug, PartialEq)]
+    enum Outcome {
+        Text(Vec<u8>),
+        Binary(Vec<u8>),
+        Ping(Vec<u8>),
+        Pong,
+        Close(Option<(u16, String)>),
+        Protocol(ProtocolError),
+        TooLong {
+            size: usize,
+            max_size: usize,
+        },
+        Utf8,
+        /// The bytes ended after the server's close frame.
+        Closed,
+        Other(String),
+    }
+
+    fn error(e: WsError) -> Outcome {
+        match e {
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                Outcome::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+            }
+            WsError::Protocol(p) => Outcome::Protocol(p),
+            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+                Outcome::TooLong { size, max_size }
+            }
+            WsError::Utf8(_) => Outcome::Utf8,
+            WsError::ConnectionClosed => Outcome::Closed,
+            other => Outcome::Other(other.to_string()),
+        }
+    }
+
+    fn close(frame: Option<CloseFrame>) -> Outcome {
+        Outcome::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+    }
+
+    /// Reads `input` with this reader, handing it over in pieces of the `chunks` sizes in
+    /// turn (each at most what the reader asks for), to the end or the first error.
+    fn ours(config: &WebSocketConfig, input: &[u8], chunks: &[usize]) -> Vec<Outcome> {
+        let mut reader = Reader::new(config, &[]);
+        let mut keep = |p: Received<'_>| Bytes::copy_from_slice(p.as_slice());
+        let (mut at, mut turn, mut out) = (0, 0, Vec::new());
+        loop {
+            match reader.next(&mut keep) {
+                Ok(Some(event)) => out.push(match event {
+                    Event::Text(b) => Outcome::Text(b.to_vec()),
+                    Event::Binary(b) => Outcome::Binary(b.to_vec()),
+                    Event::Ping(b) => Outcome::Ping(b.to_vec()),
+                    Event::Pong => Outcome::Pong,
+                    Event::Close(f) => close(f),
+                }),
+                Ok(None) if at == input.len() => {
+                    out.push(if reader.closed() {
+                        Outcome::Closed
+                    } else {
+                        Outcome::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+                    });
+                    return out;
+                }
+                Ok(None) => {
+                    let dst = reader.unfilled();
+                    assert!(!dst.is_empty());
+                    let chunk = chunks.get(turn % chunks.len().max(1)).copied().unwrap_or(1);
+                    turn += 1;
+                    let n = dst.len().min(chunk.max(1)).min(input.len() - at);
+                    dst[..n].copy_from_slice(&input[at..at + n]);
+                    reader.filled(n);
+                    at += n;
+                }
+                Err(e) => {
+                    out.push(error(e));
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// The same bytes read by tungstenite, in the same pieces.
+    fn theirs(config: &WebSocketConfig, input: &[u8], chunks: &[usize]) -> Vec<Outcome> {
+        struct Feed<'a> {
+            input: &'a [u8],
+            chunks: &'a [usize],
+            turn: usize,
+        }
+        impl Read for Feed<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let chunk = self.chunks.get(self.turn % self.chunks.len().max(1));
+                self.turn += 1;
+                let n = buf
+                    .len()
+                    .min(chunk.copied().unwrap_or(1).max(1))
+                    .min(self.input.len());
+                buf[..n].copy_from_slice(&self.input[..n]);
+                self.input = &self.input[n..];
+                Ok(n)
+            }
+        }
+        impl Write for Feed<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let feed = Feed {
+            input,
+            chunks,
+            turn: 0,
+        };
+        let mut ws = tungstenite::WebSocket::from_raw_socket(feed, Role::Client, Some(*config));
+        let mut out = Vec::new();
+        loop {
+            match ws.read() {
+                Ok(Message::Text(t)) => out.push(Outcome::Text(t.as_bytes().to_vec())),
+                Ok(Message::Binary(b)) => out.push(Outcome::Binary(b.to_vec())),
+                Ok(Message::Ping(b)) => out.push(Outcome::Ping(b.to_vec())),
+                Ok(Message::Pong(_)) => out.push(Outcome::Pong),
+                Ok(Message::Close(f)) => out.push(close(f)),
+                Ok(Message::Frame(_)) => unreachable!("never read"),
+                Err(e) => {
+                    out.push(error(e));
+                    return out;
+                }
+            }
+        }
+    }
+
+    fn read_all(input: &[u8]) -> Vec<Outcome> {
+        ours(&WebSocketConfig::default(), input, &[usize::MAX])
+    }
+
+    #[test]
+    fn frames_of_every_length_format_arrive_whole_however_the_bytes_are_split() {
+        let long = vec![b'x'; 300];
+        let longer = vec![7u8; 70_000];
+        let mut input = frame(true, 1, b"hello");
+        input.extend(frame(true, 2, &long));
+        input.extend(frame(true, 2, &longer));
+        input.extend(frame(true, 1, b""));
+        let expected = vec![
+            Outcome::Text(b"hello".to_vec()),
+            Outcome::Binary(long.clone()),
+            Outcome::Binary(longer.clone()),
+            Outcome::Text(Vec::new()),
+            Outcome::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+        ];
+        let config = WebSocketConfig::default().read_buffer_size(64);
+        for chunks in [&[1][..], &[3, 7], &[usize::MAX], &[100, 1, 5000]] {
+            assert_eq!(ours(&config, &input, chunks), expected, "{chunks:?}");
+        }
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_buffer_is_read_into_its_own_memory_as_it_arrives() {
+        let config = WebSocketConfig::default().read_buffer_size(1024);
+        let mut reader = Reader::new(&config, &[]);
+        let mut keep = |p: Received<'_>| match p {
+            Received::Owned(b) => b,
+            Received::Slice(_) => panic!("a large frame was copied out of the buffer"),
+        };
+        // A header claiming 10 MB, and 100 bytes of it.
+        let mut claimed = raw(0x82, &[], false);
+        claimed.truncate(1);
+        claimed.push(127);
+        claimed.extend_from_slice(&10_000_000u64.to_be_bytes());
+        claimed.extend_from_slice(&[1; 100]);
+        reader.unfilled()[..claimed.len()].copy_from_slice(&claimed);
+        reader.filled(claimed.len());
+        assert_eq!(reader.next(&mut keep).unwrap(), None);
+        assert!(
+            reader.unfilled().len() <= LARGE_STEP,
+            "memory follows the bytes that came, not the length claimed"
+        );
+        assert!(reader.buf.len() == 1024, "the read buffer did not grow");
+    }
+
+    #[test]
+    fn the_read_buffer_is_reused_and_refilled_whole() {
+        let config = WebSocketConfig::default().read_buffer_size(1024);
+        let mut reader = Reader::new(&config, &[]);
+        let one = frame(true, 2, &[5; 100]);
+        let stream: Vec<u8> = one.iter().copied().cycle().take(one.len() * 100).collect();
+        let mut keep = |p: Received<'_>| Bytes::copy_from_slice(p.as_slice());
+        let (mut at, mut frames) = (0, 0);
+        let first = reader.unfilled().as_ptr();
+        while at < stream.len() {
+            let dst = reader.unfilled();
+            assert!(
+                dst.len() >= 1024 - one.len(),
+                "a read of {} bytes",
+                dst.len()
+            );
+            let n = dst.len().min(stream.len() - at);
+            dst[..n].copy_from_slice(&stream[at..at + n]);
+            reader.filled(n);
+            at += n;
+            while let Some(event) = reader.next(&mut keep).unwrap() {
+                assert_eq!(event, Event::Binary(Bytes::from(vec![5; 100])));
+                frames += 1;
+            }
+        }
+        assert_eq!(frames, 100);
+        assert_eq!(reader.buf.as_ptr(), first, "one buffer throughout");
+    }
+
+    #[test]
+    fn bytes_read_with_the_handshake_come_first() {
+        let mut tail = frame(true, 1, b"early");
+        tail.extend(&frame(true, 1, b"la")[..2]);
+        let mut reader = Reader::new(&WebSocketConfig::default(), &tail);
+        let mut keep = |p: Received<'_>| Bytes::copy_from_slice(p.as_slice());
+        assert_eq!(
+            reader.next(&mut keep).unwrap(),
+            Some(Event::Text(Bytes::from_static(b"early")))
+        );
+        assert_eq!(reader.next(&mut keep).unwrap(), None);
+        reader.unfilled()[..2].copy_from_slice(b"la");
+        reader.filled(2);
+        assert_eq!(
+            reader.next(&mut keep).unwrap(),
+            Some(Event::Text(Bytes::from_static(b"la")))
+        );
+    }
+
+    #[test]
+    fn fragments_are_joined_around_control_frames() {
+        let mut input = frame(false, 1, "h\u{e9}".as_bytes()[..2].as_ref());
+        input.extend(frame(true, 9, b"p"));
+        input.extend(frame(false, 0, &"h\u{e9}".as_bytes()[2..]));
+        input.extend(frame(true, 0, b"!"));
+        input.extend(frame(true, 8, &[0x03, 0xe8, b'o', b'k']));
+        assert_eq!(
+            read_all(&input),
+            vec![
+                Outcome::Ping(b"p".to_vec()),
+                Outcome::Text("h\u{e9}!".as_bytes().to_vec()),
+                Outcome::Close(Some((1000, "ok".into()))),
+                Outcome::Closed,
+            ]
+        );
+    }
+
+    #[test]
+    fn what_rfc_6455_forbids_fails_the_connection() {
+        let p = |e| vec![Outcome::Protocol(e)];
+        use ProtocolError as E;
+        let cases: Vec<(Vec<u8>, Vec<Outcome>)> = vec![
+            (raw(0xC1, b"x", false), p(E::NonZeroReservedBits)),
+            (raw(0x81, b"x", true), p(E::MaskedFrameFromServer)),
+            (frame(false, 9, b""), p(E::FragmentedControlFrame)),
+            (frame(true, 9, &[0; 126]), p(E::ControlFrameTooBig)),
+            (frame(true, 0xB, b""), p(E::InvalidOpcode(0xB))),
+            (frame(true, 3, b""), p(E::InvalidOpcode(3))),
+            (frame(true, 0, b""), p(E::UnexpectedContinueFrame)),
+            (
+                [frame(false, 2, b"a"), frame(true, 1, b"b")].concat(),
+                p(E::ExpectedFragment(OpData::Text)),
+            ),
+            (frame(true, 8, &[3]), p(E::InvalidCloseSequence)),
+            (
+                [frame(true, 8, &[]), frame(true, 1, b"late")].concat(),
+                vec![
+                    Outcome::Close(None),
+                    Outcome::Protocol(E::ReceivedAfterClosing),
+                ],
+            ),
+            (frame(true, 1, &[0xff]), vec![Outcome::Utf8]),
+            // Invalid UTF-8 fails at its fragment, before the message is complete.
+            (
+                [frame(false, 1, &[b'a', 0xff]), frame(true, 8, &[3])].concat(),
+                vec![Outcome::Utf8],
+            ),
+            // A message ending inside a character.
+            (
+                [frame(false, 1, &[0xc3]), frame(true, 0, b"")].concat(),
+                vec![Outcome::Utf8],
+            ),
+            // A status no endpoint may send is reported as a protocol violation.
+            (
+                frame(true, 8, &[0x03, 0xed]),
+                vec![
+                    Outcome::Close(Some((1002, "Protocol violation".into()))),
+                    Outcome::Closed,
+                ],
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(read_all(&input), expected, "{input:x?}");
+        }
+    }
+
+    #[test]
+    fn limits_on_frames_and_messages_hold() {
+        let config = WebSocketConfig::default()
+            .max_frame_size(Some(10))
+            .max_message_size(Some(15));
+        let too_long = |size, max_size| vec![Outcome::TooLong { size, max_size }];
+        assert_eq!(
+            ours(&config, &frame(true, 2, &[0; 11]), &[usize::MAX]),
+            too_long(11, 10)
+        );
+        let fragments = [frame(false, 2, &[0; 10]), frame(true, 0, &[0; 6])].concat();
+        assert_eq!(ours(&config, &fragments, &[usize::MAX]), too_long(16, 15));
+        // A length no allocation could hold, with no limit set.
+        let unlimited = WebSocketConfig::default().max_frame_size(None);
+        let mut huge = vec![0x82, 127];
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(
+            ours(&unlimited, &huge, &[usize::MAX]),
+            vec![Outcome::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake
+            )]
+        );
+    }
+
+    /// One frame of a differential run: mostly what a server sends, sometimes what it must not.
+    fn any_frame() -> impl Strategy<Value = Vec<u8>> {
+        let payload = prop_oneof![
+            8 => proptest::collection::vec(any::<u8>(), 0..40),
+            4 => "[a-z\u{e9}\u{1F600}]{0,40}".prop_map(String::into_bytes),
+            1 => proptest::collection::vec(any::<u8>(), 100..300),
+            1 => Just(vec![b'y'; 70_000]),
+        ];
+        let first = prop_oneof![
+            6 => Just(0x81u8),
+            6 => Just(0x82),
+            2 => Just(0x01),
+            2 => Just(0x02),
+            3 => Just(0x00),
+            3 => Just(0x80),
+            2 => Just(0x89),
+            2 => Just(0x8A),
+            1 => Just(0x88),
+            1 => any::<u8>(),
+        ];
+        (first, payload, proptest::bool::weighted(0.02)).prop_map(|(first, payload, masked)| {
+            let payload = if first == 0x88 && payload.len() >= 2 {
+                // A close frame: mostly a status that may be sent.
+                let mut close = payload;
+                if close[0] % 4 != 0 {
+                    close[..2].copy_from_slice(&1000u16.to_be_bytes());
+                }
+                close
+            } else {
+                payload
+            };
+            raw(first, &payload, masked)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever a server sends, in whatever pieces, this reader sees what tungstenite's
+        /// reader sees: the same messages, then the same end or the same error.
+        #[test]
+        fn reads_what_tungstenite_reads(
+            frames in proptest::collection::vec(any_frame(), 0..12),
+            chunks in proptest::collection::vec(1usize..400, 1..6),
+            buffer in prop_oneof![Just(1usize), 16usize..200, Just(16 * 1024)],
+            max_frame in prop_oneof![Just(None), (1usize..400).prop_map(Some)],
+            max_message in prop_oneof![Just(None), (1usize..600).prop_map(Some)],
+        ) {
+            let config = WebSocketConfig::default()
+                .read_buffer_size(buffer)
+                .max_frame_size(max_frame)
+                .max_message_size(max_message);
+            let input = frames.concat();
+            prop_assert_eq!(ours(&config, &input, &chunks), theirs(&config, &input, &chunks));
+        }
+    }
+}
