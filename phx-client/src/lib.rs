@@ -40,6 +40,9 @@
 mod burst;
 mod driver;
 mod error;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod inbox;
 mod oneshot;
 mod reader;

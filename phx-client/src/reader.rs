@@ -428,13 +428,10 @@ fn close_frame(payload: &[u8]) -> Result<Option<CloseFrame>, WsError> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{self, Read, Write};
-
     use proptest::prelude::*;
-    use tungstenite::Message;
-    use tungstenite::protocol::Role;
 
     use super::*;
+    use crate::fuzzing::{Outcome, ours, theirs};
 
     /// A server frame: FIN, opcode, payload; unmasked, no reserved bits.
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -461,137 +458,6 @@ mod tests {
         }
         out.extend_from_slice(payload);
         out
-    }
-
-    /// How reading a byte stream ended, or what it produced: comparable between this reader
-    /// and tungstenite's.
-    #[derive(Debug, PartialEq)]
-    enum Outcome {
-        Text(Vec<u8>),
-        Binary(Vec<u8>),
-        Ping(Vec<u8>),
-        Pong,
-        Close(Option<(u16, String)>),
-        Protocol(ProtocolError),
-        TooLong {
-            size: usize,
-            max_size: usize,
-        },
-        Utf8,
-        /// The bytes ended after the server's close frame.
-        Closed,
-        Other(String),
-    }
-
-    fn error(e: WsError) -> Outcome {
-        match e {
-            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                Outcome::Protocol(ProtocolError::ResetWithoutClosingHandshake)
-            }
-            WsError::Protocol(p) => Outcome::Protocol(p),
-            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-                Outcome::TooLong { size, max_size }
-            }
-            WsError::Utf8(_) => Outcome::Utf8,
-            WsError::ConnectionClosed => Outcome::Closed,
-            other => Outcome::Other(other.to_string()),
-        }
-    }
-
-    fn close(frame: Option<CloseFrame>) -> Outcome {
-        Outcome::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
-    }
-
-    /// Reads `input` with this reader, handing it over in pieces of the `chunks` sizes in
-    /// turn (each at most what the reader asks for), to the end or the first error.
-    fn ours(config: &WebSocketConfig, input: &[u8], chunks: &[usize]) -> Vec<Outcome> {
-        let mut reader = Reader::new(config, &[]);
-        let mut keep = |p: Received<'_>| Bytes::copy_from_slice(p.as_slice());
-        let (mut at, mut turn, mut out) = (0, 0, Vec::new());
-        loop {
-            match reader.next(&mut keep) {
-                Ok(Some(event)) => out.push(match event {
-                    Event::Text(b) => Outcome::Text(b.to_vec()),
-                    Event::Binary(b) => Outcome::Binary(b.to_vec()),
-                    Event::Ping(b) => Outcome::Ping(b.to_vec()),
-                    Event::Pong => Outcome::Pong,
-                    Event::Close(f) => close(f),
-                }),
-                Ok(None) if at == input.len() => {
-                    out.push(if reader.closed() {
-                        Outcome::Closed
-                    } else {
-                        Outcome::Protocol(ProtocolError::ResetWithoutClosingHandshake)
-                    });
-                    return out;
-                }
-                Ok(None) => {
-                    let dst = reader.unfilled();
-                    assert!(!dst.is_empty());
-                    let chunk = chunks.get(turn % chunks.len().max(1)).copied().unwrap_or(1);
-                    turn += 1;
-                    let n = dst.len().min(chunk.max(1)).min(input.len() - at);
-                    dst[..n].copy_from_slice(&input[at..at + n]);
-                    reader.filled(n);
-                    at += n;
-                }
-                Err(e) => {
-                    out.push(error(e));
-                    return out;
-                }
-            }
-        }
-    }
-
-    /// The same bytes read by tungstenite, in the same pieces.
-    fn theirs(config: &WebSocketConfig, input: &[u8], chunks: &[usize]) -> Vec<Outcome> {
-        struct Feed<'a> {
-            input: &'a [u8],
-            chunks: &'a [usize],
-            turn: usize,
-        }
-        impl Read for Feed<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                let chunk = self.chunks.get(self.turn % self.chunks.len().max(1));
-                self.turn += 1;
-                let n = buf
-                    .len()
-                    .min(chunk.copied().unwrap_or(1).max(1))
-                    .min(self.input.len());
-                buf[..n].copy_from_slice(&self.input[..n]);
-                self.input = &self.input[n..];
-                Ok(n)
-            }
-        }
-        impl Write for Feed<'_> {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let feed = Feed {
-            input,
-            chunks,
-            turn: 0,
-        };
-        let mut ws = tungstenite::WebSocket::from_raw_socket(feed, Role::Client, Some(*config));
-        let mut out = Vec::new();
-        loop {
-            match ws.read() {
-                Ok(Message::Text(t)) => out.push(Outcome::Text(t.as_bytes().to_vec())),
-                Ok(Message::Binary(b)) => out.push(Outcome::Binary(b.to_vec())),
-                Ok(Message::Ping(b)) => out.push(Outcome::Ping(b.to_vec())),
-                Ok(Message::Pong(_)) => out.push(Outcome::Pong),
-                Ok(Message::Close(f)) => out.push(close(f)),
-                Ok(Message::Frame(_)) => unreachable!("never read"),
-                Err(e) => {
-                    out.push(error(e));
-                    return out;
-                }
-            }
-        }
     }
 
     fn read_all(input: &[u8]) -> Vec<Outcome> {
