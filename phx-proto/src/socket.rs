@@ -1002,12 +1002,10 @@ impl Socket {
         }
         self.stats.frames_in += 1;
         self.stats.bytes_in += frame.len() as u64;
-        let serializer = &self.config.serializer;
-        let decoded = if self.config.defer_payload_checks {
-            serializer.decode_deferred(&frame)
-        } else {
-            serializer.decode(&frame)
-        };
+        let decoded = self
+            .config
+            .serializer
+            .decode_owned(frame, self.config.defer_payload_checks);
         // Where a channel's own message goes is read from it where the decoder left it: read
         // once it is moved out of the `Result`, its fields stall on the stores of the copy (a
         // store forward fails), about 10 ns a frame.

@@ -1,6 +1,6 @@
 //! V2 binary frames: a kind byte, one length byte per string field, the fields, then the payload.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::{DecodeError, Digits, EncodeError, Message, Outgoing};
 use crate::payload::{ByteStr, Payload};
@@ -105,6 +105,12 @@ pub(crate) fn encode_broadcast(
     )
 }
 
+/// The payload of a frame whose fields were read: the frame from `at` on.
+fn tail(mut frame: Bytes, at: usize) -> Payload {
+    frame.advance(at.min(frame.len()));
+    Payload::binary(frame)
+}
+
 struct Reader<'a> {
     frame: &'a Bytes,
     pos: usize,
@@ -145,44 +151,56 @@ impl<'a> Reader<'a> {
         Ok((!s.is_empty()).then_some(s))
     }
 
+    /// Where the payload starts, from the header's lengths.
+    fn payload_at(&self, lens: &[u8]) -> usize {
+        self.pos + lens.iter().map(|&l| usize::from(l)).sum::<usize>()
+    }
+
     /// The payload, found from the header's lengths before the fields are read (empty if the
     /// frame is shorter than they say: the field reads then fail, and it is dropped). Sliced
     /// first so that the slice's stores have reached the cache by the time the message is put
     /// together: copied at once, the `Bytes` the slice returns through memory was read back
     /// straddling its stores (a failed store forward).
     fn payload_first(&self, lens: &[u8]) -> Payload {
-        let at = self.pos + lens.iter().map(|&l| usize::from(l)).sum::<usize>();
+        let at = self.payload_at(lens);
         Payload::binary(self.frame.slice(at.min(self.frame.len())..))
     }
 }
 
-/// Decodes a server → client binary frame (push, reply or broadcast).
-pub(crate) fn decode_from_server(frame: &Bytes) -> Result<Message, DecodeError> {
+/// Decodes a server → client binary frame (push, reply or broadcast). The payload is made of
+/// `frame` itself, cut down to it: no new reference to count.
+pub(crate) fn decode_from_server(frame: Bytes) -> Result<Message, DecodeError> {
     match frame.first() {
         None => Err(DecodeError::Empty),
         Some(&KIND_PUSH) => {
-            let (mut r, lens @ [j, t, e]) = Reader::header::<3>(frame)?;
-            let payload = r.payload_first(&lens);
+            let (mut r, lens @ [j, t, e]) = Reader::header::<3>(&frame)?;
+            let at = r.payload_at(&lens);
             let join_ref = r.opt_field("join_ref", j)?;
             let topic = r.field("topic", t)?;
             let event = r.field("event", e)?;
-            Ok(Message::new(join_ref, None, topic, event, payload))
+            Ok(Message::new(join_ref, None, topic, event, tail(frame, at)))
         }
         Some(&KIND_REPLY) => {
-            let (mut r, lens @ [j, rf, t, s]) = Reader::header::<4>(frame)?;
-            let payload = r.payload_first(&lens);
+            let (mut r, lens @ [j, rf, t, s]) = Reader::header::<4>(&frame)?;
+            let at = r.payload_at(&lens);
             let join_ref = r.opt_field("join_ref", j)?;
             let ref_ = r.opt_field("ref", rf)?;
             let topic = r.field("topic", t)?;
             let status = r.field("status", s)?;
-            Ok(Message::reply(join_ref, ref_, topic, status, payload))
+            Ok(Message::reply(
+                join_ref,
+                ref_,
+                topic,
+                status,
+                tail(frame, at),
+            ))
         }
         Some(&KIND_BROADCAST) => {
-            let (mut r, lens @ [t, e]) = Reader::header::<2>(frame)?;
-            let payload = r.payload_first(&lens);
+            let (mut r, lens @ [t, e]) = Reader::header::<2>(&frame)?;
+            let at = r.payload_at(&lens);
             let topic = r.field("topic", t)?;
             let event = r.field("event", e)?;
-            Ok(Message::new(None, None, topic, event, payload))
+            Ok(Message::new(None, None, topic, event, tail(frame, at)))
         }
         Some(&kind) => Err(DecodeError::BinaryKind {
             kind,

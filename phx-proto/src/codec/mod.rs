@@ -294,6 +294,21 @@ pub trait Serializer: fmt::Debug + Send + Sync {
     fn decode_deferred(&self, frame: &Frame) -> Result<Message, DecodeError> {
         self.decode(frame)
     }
+
+    /// Decodes a frame the caller is done with: [`Serializer::decode_deferred`] if `deferred`,
+    /// else [`Serializer::decode`]. A format may make the payload of the frame itself rather than
+    /// of a new reference to it, which saves updating a reference count shared with the frames
+    /// around it (the bundled V2 format does); by default it decodes the frame as borrowed.
+    ///
+    /// # Errors
+    /// As [`Serializer::decode`] or [`Serializer::decode_deferred`].
+    fn decode_owned(&self, frame: Frame, deferred: bool) -> Result<Message, DecodeError> {
+        if deferred {
+            self.decode_deferred(&frame)
+        } else {
+            self.decode(&frame)
+        }
+    }
 }
 
 /// The server's half of a wire format: encodes what a server sends and decodes what a client

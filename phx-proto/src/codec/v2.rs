@@ -1,6 +1,6 @@
 //! The V2 serializer (`vsn=2.0.0`): JSON arrays in text frames, and binary frames.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::json::{self, Scanner};
 use super::{
@@ -131,9 +131,10 @@ fn compact_fields(
     ))
 }
 
-/// Decodes `[join_ref, ref, topic, event, payload]` as `mode` says.
-fn decode_text(frame: &Bytes, mode: Mode) -> Result<Message, DecodeError> {
-    let mut s = Scanner::new(frame);
+/// Decodes `[join_ref, ref, topic, event, payload]` as `mode` says. The payload is made of
+/// `frame` itself, cut down to it: no new reference to count.
+fn decode_text(frame: Bytes, mode: Mode) -> Result<Message, DecodeError> {
+    let mut s = Scanner::new(&frame);
     match s.peek() {
         Some(b'[') => s.bump(),
         None if frame.is_empty() => return Err(DecodeError::Empty),
@@ -145,34 +146,33 @@ fn decode_text(frame: &Bytes, mode: Mode) -> Result<Message, DecodeError> {
         }
     }
     let fields_at = s.pos();
-    let (join_ref, ref_, topic, event) = match compact_fields(&mut s, frame) {
+    let (join_ref, ref_, topic, event) = match compact_fields(&mut s, &frame) {
         Some(fields) => fields,
         None => {
             s.seek(fields_at);
             if s.peek() == Some(b']') {
                 return Err(DecodeError::Arity { found: 0 });
             }
-            let join_ref = opt_string_field(&mut s, frame, "join_ref")?;
+            let join_ref = opt_string_field(&mut s, &frame, "join_ref")?;
             separator(&mut s, 1)?;
-            let ref_ = opt_string_field(&mut s, frame, "ref")?;
+            let ref_ = opt_string_field(&mut s, &frame, "ref")?;
             separator(&mut s, 2)?;
-            let topic = string_field(&mut s, frame, "topic")?;
+            let topic = string_field(&mut s, &frame, "topic")?;
             separator(&mut s, 3)?;
-            let event = string_field(&mut s, frame, "event")?;
+            let event = string_field(&mut s, &frame, "event")?;
             separator(&mut s, 4)?;
             (join_ref, ref_, topic, event)
         }
     };
-    let (payload, status) = if mode != Mode::Client && event == PHX_REPLY {
-        let (status, (a, b)) = reply_fields(&mut s, frame)?;
-        (Payload::json_unchecked(frame.slice(a..b)), Some(status))
+    let (deferred, (a, b), status) = if mode != Mode::Client && event == PHX_REPLY {
+        let (status, range) = reply_fields(&mut s, &frame)?;
+        (false, range, Some(status))
     } else if mode == Mode::ServerDeferred
-        && let Some((a, b)) = last_element(&mut s, frame)
+        && let Some(range) = last_element(&mut s, &frame)
     {
-        (Payload::json_deferred(frame.slice(a..b)), None)
+        (true, range, None)
     } else {
-        let (a, b) = s.value()?;
-        (Payload::json_unchecked(frame.slice(a..b)), None)
+        (false, s.value()?, None)
     };
     match s.peek() {
         Some(b']') => s.bump(),
@@ -194,6 +194,14 @@ fn decode_text(frame: &Bytes, mode: Mode) -> Result<Message, DecodeError> {
         }
     }
     s.end()?;
+    let mut payload = frame;
+    payload.truncate(b);
+    payload.advance(a);
+    let payload = if deferred {
+        Payload::json_deferred(payload)
+    } else {
+        Payload::json_unchecked(payload)
+    };
     Ok(Message {
         join_ref,
         ref_,
@@ -281,15 +289,17 @@ impl Serializer for V2Json {
     }
 
     fn decode(&self, frame: &Frame) -> Result<Message, DecodeError> {
-        match frame {
-            Frame::Text(b) => decode_text(b, Mode::Server),
-            Frame::Binary(b) => binary::decode_from_server(b),
-        }
+        self.decode_owned(frame.clone(), false)
     }
 
     fn decode_deferred(&self, frame: &Frame) -> Result<Message, DecodeError> {
+        self.decode_owned(frame.clone(), true)
+    }
+
+    fn decode_owned(&self, frame: Frame, deferred: bool) -> Result<Message, DecodeError> {
         match frame {
-            Frame::Text(b) => decode_text(b, Mode::ServerDeferred),
+            Frame::Text(b) if deferred => decode_text(b, Mode::ServerDeferred),
+            Frame::Text(b) => decode_text(b, Mode::Server),
             Frame::Binary(b) => binary::decode_from_server(b),
         }
     }
@@ -331,7 +341,7 @@ impl ServerSerializer for V2Json {
 
     fn decode_from_client(&self, frame: &Frame) -> Result<Message, DecodeError> {
         match frame {
-            Frame::Text(b) => decode_text(b, Mode::Client),
+            Frame::Text(b) => decode_text(b.clone(), Mode::Client),
             Frame::Binary(b) => binary::decode_from_client(b),
         }
     }
