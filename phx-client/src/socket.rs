@@ -313,11 +313,11 @@ impl<R: Runtime> Builder<R> {
         self
     }
 
-    /// Size of each connection's read buffer (16 KiB by default). The buffer is allocated and
-    /// filled for every socket, so it is most of an idle socket's memory: a larger one saves
+    /// Size of each connection's read buffer (16 KiB by default), allocated at its first read
+    /// and kept while it is open, so it is most of an idle socket's memory: a larger one saves
     /// system calls when a socket receives at full speed, a smaller one saves memory when a
-    /// process holds many idle sockets. Messages larger than the buffer are still read whole.
-    /// Zero is a [`ConfigError`].
+    /// process holds many idle sockets. A frame larger than the buffer is read into memory of
+    /// its own, grown as its bytes arrive. Zero is a [`ConfigError`].
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.options.websocket = self.options.websocket.read_buffer_size(bytes);
         self
