@@ -208,13 +208,10 @@ impl Reader {
         keep: &mut impl FnMut(Received<'_>) -> Bytes,
     ) -> Result<Option<Event>, WsError> {
         loop {
-            if let Some(large) = &self.large {
-                if large.filled < large.head.len {
-                    return Ok(None);
-                }
-                let Some(Large { head, payload, .. }) = self.large.take() else {
-                    unreachable!("checked above")
-                };
+            if self.large.as_ref().is_some_and(|l| l.filled < l.head.len) {
+                return Ok(None);
+            }
+            if let Some(Large { head, payload, .. }) = self.large.take() {
                 match self
                     .assembly
                     .frame(head, Received::Owned(payload.into()), keep)?
@@ -300,16 +297,14 @@ impl Assembly {
             }))),
             0xA => Ok(Some(Event::Pong)),
             0x0 => {
-                let Some(partial) = &mut self.partial else {
+                let Some(mut partial) = self.partial.take() else {
                     return Err(WsError::Protocol(ProtocolError::UnexpectedContinueFrame));
                 };
                 partial.extend(payload.as_slice(), self.max_message)?;
                 if !head.fin {
+                    self.partial = Some(partial);
                     return Ok(None);
                 }
-                let Some(partial) = self.partial.take() else {
-                    unreachable!("matched above")
-                };
                 let text = partial.text;
                 let data = keep(Received::Owned(partial.finish()?));
                 Ok(Some(if text {

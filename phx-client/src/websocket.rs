@@ -145,10 +145,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.io.waker.clone_from(cx.waker());
         if self.unflushed {
             // A pong or close reply waits: it goes out as soon as the stream takes it.
-            match self.context.flush(&mut self.io) {
-                Ok(()) => self.unflushed = false,
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return self.fail(e),
+            match would_block(self.context.flush(&mut self.io)) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return self.fail(e),
+                Poll::Pending => {}
             }
         }
         loop {
@@ -205,10 +205,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// After queueing a reply: remembers to flush it (`write` of a pong does not flush, and a
     /// full stream leaves the rest queued); the error, if it failed for good.
     fn settle_reply(&mut self, r: Result<(), WsError>) -> Option<WsError> {
-        match r {
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Some(e),
-            Ok(()) => {}
+        if let Poll::Ready(Err(e)) = would_block(r) {
+            return Some(e);
         }
         self.unflushed = true;
         None
@@ -240,19 +238,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<WsMessage> for WebSocket<S> {
 
     fn start_send(self: Pin<&mut Self>, item: WsMessage) -> Result<(), WsError> {
         let this = self.get_mut();
-        match this.context.write(&mut this.io, item) {
-            Ok(()) => {
+        match would_block(this.context.write(&mut this.io, item)) {
+            Poll::Ready(r) => {
                 this.ready = true;
-                Ok(())
+                r
             }
             // Queued, but the buffer is full: `poll_ready` flushes it first.
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+            Poll::Pending => {
                 this.ready = false;
                 Ok(())
-            }
-            Err(e) => {
-                this.ready = true;
-                Err(e)
             }
         }
     }
@@ -278,13 +272,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<WsMessage> for WebSocket<S> {
         } else {
             this.context.close(&mut this.io, None)
         };
-        match r {
-            Ok(()) | Err(WsError::ConnectionClosed) => Poll::Ready(Ok(())),
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+        match would_block(r) {
+            Poll::Ready(Ok(()) | Err(WsError::ConnectionClosed)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
                 this.closing = true;
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(e)),
         }
     }
 }
