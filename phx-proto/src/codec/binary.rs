@@ -155,16 +155,6 @@ impl<'a> Reader<'a> {
     fn payload_at(&self, lens: &[u8]) -> usize {
         self.pos + lens.iter().map(|&l| usize::from(l)).sum::<usize>()
     }
-
-    /// The payload, found from the header's lengths before the fields are read (empty if the
-    /// frame is shorter than they say: the field reads then fail, and it is dropped). Sliced
-    /// first so that the slice's stores have reached the cache by the time the message is put
-    /// together: copied at once, the `Bytes` the slice returns through memory was read back
-    /// straddling its stores (a failed store forward).
-    fn payload_first(&self, lens: &[u8]) -> Payload {
-        let at = self.payload_at(lens);
-        Payload::binary(self.frame.slice(at.min(self.frame.len())..))
-    }
 }
 
 /// Decodes a server → client binary frame (push, reply or broadcast). The payload is made of
@@ -211,12 +201,13 @@ pub(crate) fn decode_from_server(frame: Bytes) -> Result<Message, DecodeError> {
 
 /// Decodes a client → server binary frame; the server accepts only kind 0 with four lengths.
 /// Zero-length refs stay `Some("")`, as Phoenix decodes them (and then treats `""` as stale).
-pub(crate) fn decode_from_client(frame: &Bytes) -> Result<Message, DecodeError> {
+/// The payload is made of `frame` itself, as in [`decode_from_server`].
+pub(crate) fn decode_from_client(frame: Bytes) -> Result<Message, DecodeError> {
     match frame.first() {
         None => Err(DecodeError::Empty),
         Some(&KIND_PUSH) => {
-            let (mut r, lens @ [j, rf, t, e]) = Reader::header::<4>(frame)?;
-            let payload = r.payload_first(&lens);
+            let (mut r, lens @ [j, rf, t, e]) = Reader::header::<4>(&frame)?;
+            let at = r.payload_at(&lens);
             let join_ref = r.field("join_ref", j)?;
             let ref_ = r.field("ref", rf)?;
             let topic = r.field("topic", t)?;
@@ -226,7 +217,7 @@ pub(crate) fn decode_from_client(frame: &Bytes) -> Result<Message, DecodeError> 
                 Some(ref_),
                 topic,
                 event,
-                payload,
+                tail(frame, at),
             ))
         }
         Some(&kind) => Err(DecodeError::BinaryKind {

@@ -342,7 +342,7 @@ impl ServerSerializer for V2Json {
     fn decode_from_client(&self, frame: &Frame) -> Result<Message, DecodeError> {
         match frame {
             Frame::Text(b) => decode_text(b.clone(), Mode::Client),
-            Frame::Binary(b) => binary::decode_from_client(b),
+            Frame::Binary(b) => binary::decode_from_client(b.clone()),
         }
     }
 }
