@@ -1,7 +1,8 @@
 //! Phoenix Channels client for async-std, and for smol.
 //!
 //! The same API as `phx-tokio` (switching runtimes changes the crate name): one driver task owns
-//! the connection (a [`phx_proto::Socket`] state machine, the WebSocket and one timer); [`Socket`] and [`Channel`] are cheap cloneable handles.
+//! the connection (a [`phx_proto::Socket`] state machine, the WebSocket and one timer);
+//! [`Socket`] and [`Channel`] are cheap cloneable handles.
 //!
 //! Timers and IO come from async-io, the reactor async-std and smol share, so the client also
 //! runs inside a smol executor; the driver task is spawned on async-std's executor.

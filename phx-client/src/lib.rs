@@ -2,7 +2,7 @@
 //!
 //! Applications use one of those crates; this one holds what they share, written once: the
 //! handles ([`Socket`], [`Channel`]), the command queue, the bounded message queues and the
-//! driver loop, TLS and the WebSocket (tungstenite's engine, driven directly). An adapter only
+//! driver loop, TLS and the WebSocket (phx's frame reader, tungstenite's writer). An adapter only
 //! implements [`Runtime`] (clock, timers, spawning and opening TCP connections). Every protocol
 //! rule lives in [`phx_proto`].
 //!
