@@ -567,7 +567,7 @@ impl<R: Runtime> State<R> {
         // stream holds in one go would overrun it.
         let quarter = (self.options.channel_capacity / 4).max(1);
         let mut reads_left = if shares_thread {
-            quarter.min(TURN_READS)
+            quarter.min(READ_BATCH)
         } else {
             TURN_READS
         };

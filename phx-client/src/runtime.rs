@@ -37,7 +37,7 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
     /// Whether the driver, polled from inside the runtime, shares its thread with the
     /// application's futures (a current-thread executor). It then reads at most a quarter of a
-    /// message stream's capacity (at least one frame) per turn and yields with
+    /// message stream's capacity (at least one frame, at most 1,024) per turn and yields with
     /// [`Runtime::yield_now`], so that a reader that keeps reading is never overrun. The default
     /// says no.
     fn shares_thread(&self) -> bool {

@@ -103,6 +103,12 @@ impl fmt::Debug for Credentials {
 /// an idle socket's memory, since it is allocated and zero-filled up front.
 const DEFAULT_READ_BUFFER: usize = 16 * 1024;
 
+/// Default message count of a message stream (async-nats's subscription default). A count
+/// costs nothing until a reader falls behind; 4,096 filled in under a millisecond of a flood
+/// whenever the OS took the reader's core for one time slice (see the README's "Slow
+/// consumers").
+const DEFAULT_CHANNEL_CAPACITY: usize = 65_536;
+
 /// Default byte budget of a message stream: tungstenite's largest message, so that the budget
 /// never binds before the count for messages of the usual sizes.
 const DEFAULT_CHANNEL_BYTES: usize = 64 << 20;
@@ -173,7 +179,7 @@ impl<R: Runtime> Builder<R> {
             config: Config::builder(endpoint),
             seeded: false,
             options: Options {
-                channel_capacity: 4096,
+                channel_capacity: DEFAULT_CHANNEL_CAPACITY,
                 channel_capacity_bytes: DEFAULT_CHANNEL_BYTES,
                 event_capacity: 1024,
                 command_capacity: 1024,
@@ -272,13 +278,15 @@ impl<R: Runtime> Builder<R> {
         self.map(|c| c.max_pending_pushes(max))
     }
 
-    /// Messages kept for a channel's reader (4096 per stream). When a reader falls further
-    /// behind, new messages are dropped and counted, and the stream yields
-    /// [`crate::Lagged`]`(n)` where they were lost; the socket itself never waits for a reader.
-    /// Messages are handed to readers in batches of at most a quarter of this capacity (up to
-    /// 1,024 frames read at a time), so a reader that takes each batch before three more arrive
-    /// loses nothing; and the driver yields its thread whenever a stream it fed is half full,
-    /// in case the reader waits for that thread. Zero is a [`ConfigError`].
+    /// Messages kept for a channel's reader (65,536 per stream, as async-nats keeps for a
+    /// subscription). When a reader falls further behind, new messages are dropped and
+    /// counted, and the stream yields [`crate::Lagged`]`(n)` where they were lost; the socket
+    /// itself never waits for a reader. The count costs memory only while a reader is behind
+    /// (about 200 bytes a message besides its payload), and an emptied stream gives a large
+    /// queue back. Messages are handed to readers in batches of at most a quarter of this
+    /// capacity (up to 1,024 frames read at a time), and the driver yields its thread whenever
+    /// a stream it fed is half full, in case the reader waits for that thread. Zero is a
+    /// [`ConfigError`].
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
         self.options.channel_capacity = capacity;
         self

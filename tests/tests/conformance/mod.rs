@@ -735,6 +735,27 @@ pub async fn slow_reader_gets_explicit_lag<R: Runtime + Default>() {
     assert!(dropped > 0, "a reader this slow must lag");
 }
 
+/// With the default stream capacity, a reader that does not read at all while 60,000 messages
+/// arrive (a flood that outlasts the OS taking its core for many time slices) still gets every
+/// one of them, in order, with no `Lagged`.
+pub async fn a_paused_reader_loses_nothing_by_default<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = builder::<R>(&h).connect().await.unwrap();
+    let (lobby, _) = socket.channel("room:lobby").join().await.unwrap();
+    let mut messages = lobby.messages();
+    const N: u64 = 60_000;
+    // The reply follows the flood, so every message has been queued once it resolves.
+    let r = lobby.push("flood", &json!({"n": N})).await.unwrap();
+    assert_eq!(r.decode::<Value>().unwrap(), json!({"n": N}));
+    for i in 1..=N {
+        match within::<R, _>(MS(2000), "flood", messages.next()).await {
+            Some(Ok(m)) => assert_eq!(m.payload.decode::<Value>().unwrap()["i"], i),
+            Some(Err(Lagged(n))) => panic!("{n} messages lost before message {i}"),
+            None => panic!("stream ended"),
+        }
+    }
+}
+
 /// Large messages to a reader that does not keep up are bounded by bytes as well as by count:
 /// the stream keeps what fits in `channel_capacity_bytes` and reports the rest as lost, in
 /// place, long before the count would bind.
@@ -1769,6 +1790,7 @@ macro_rules! conformance_suite {
             binary_push_reply_and_broadcast,
             v1_serializer,
             slow_reader_gets_explicit_lag,
+            a_paused_reader_loses_nothing_by_default,
             large_messages_are_bounded_by_the_byte_budget,
             retries_while_the_server_refuses,
             dropping_every_handle_closes_the_socket,
