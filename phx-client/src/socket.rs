@@ -284,7 +284,7 @@ impl<R: Runtime> Builder<R> {
     /// itself never waits for a reader. The count costs memory only while a reader is behind
     /// (about 200 bytes a message besides its payload), and an emptied stream gives a large
     /// queue back. Messages are handed to readers in batches of at most a quarter of this
-    /// capacity (up to 1,024 frames read at a time), and the driver yields its thread whenever
+    /// capacity (up to 4,096 frames read at a time), and the driver yields its thread whenever
     /// a stream it fed is half full, in case the reader waits for that thread. Zero is a
     /// [`ConfigError`].
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
