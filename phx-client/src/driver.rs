@@ -765,6 +765,9 @@ impl<R: Runtime> State<R> {
         self.quiet = quiet;
         if quiet {
             self.arena.release();
+            if let Some(conn) = self.conn.as_mut() {
+                conn.ws.shrink();
+            }
         }
     }
 

@@ -322,10 +322,11 @@ impl<R: Runtime> Builder<R> {
     }
 
     /// Size of each connection's read buffer (16 KiB by default), allocated at its first read
-    /// and kept while it is open, so it is most of an idle socket's memory: a larger one saves
-    /// system calls when a socket receives at full speed, a smaller one saves memory when a
-    /// process holds many idle sockets. A frame larger than the buffer is read into memory of
-    /// its own, grown as its bytes arrive. Zero is a [`ConfigError`].
+    /// and kept while it is open, so it is most of an idle socket's memory. While reads keep
+    /// filling it (a burst), it grows to 128 KiB, which saves system calls, and it goes back
+    /// to this size once the connection is quiet; a size above 128 KiB never grows. A frame
+    /// larger than this size is read into memory of its own, grown as its bytes arrive. Zero
+    /// is a [`ConfigError`].
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.options.websocket = self.options.websocket.read_buffer_size(bytes);
         self

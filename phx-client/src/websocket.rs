@@ -131,6 +131,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Gives back the read buffer a burst grew (the connection is quiet).
+    pub(crate) fn shrink(&mut self) {
+        self.reader.shrink();
+    }
+
     /// Reads the next message, handing a data message's payload to `keep` for the bytes to
     /// deliver. `None` once the connection has closed (after the server's close frame) or
     /// failed (after the error).

@@ -83,6 +83,62 @@ fn channels_that_took_a_burst_give_its_buffers_back_once_read() {
     });
 }
 
+/// The read buffer a burst grows (to 128 KiB) goes back to its configured size (16 KiB by
+/// default) once the connection is quiet. The test server runs in this process, and keeps
+/// buffers of its own for each connection that took a burst, so the sockets with the default
+/// are compared with sockets configured with a 128 KiB buffer, allocated at their first read
+/// (before the burst) and never grown: a default socket whose buffer stayed grown would add
+/// 112 KiB more than they do over the burst.
+#[test]
+fn sockets_that_took_a_burst_give_their_read_buffer_back_once_quiet() {
+    const SOCKETS: usize = 4;
+    const BURST: u64 = 20_000;
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let h = BackgroundServer::start(ServerConfig::default());
+        let payload = Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).unwrap();
+        let mut groups = Vec::new();
+        // The first group only warms up what every burst grows once.
+        for read_buffer in [None, None, Some(128 * 1024)] {
+            let mut sockets = Vec::new();
+            for _ in 0..SOCKETS {
+                let mut builder = Socket::builder(&h.url())
+                    .secret_param("token", "secret")
+                    .heartbeat(Duration::from_secs(30));
+                if let Some(bytes) = read_buffer {
+                    builder = builder.read_buffer_size(bytes);
+                }
+                let socket = builder.connect().await.unwrap();
+                let topic = format!("room:sock{}", groups.len() * SOCKETS + sockets.len());
+                let (channel, _) = socket.channel(topic.clone()).join().await.unwrap();
+                let messages = channel.messages();
+                sockets.push((topic, socket, channel, messages));
+            }
+            groups.push(sockets);
+        }
+        let mut kept = Vec::new();
+        for sockets in &mut groups {
+            let region = Region::new(GLOBAL);
+            for (topic, _, _, messages) in sockets.iter_mut() {
+                h.broadcast_repeated(topic, "flood", payload.clone(), BURST)
+                    .await;
+                read_messages::<Tokio>(messages, BURST).await;
+                let quiet = tokio::time::timeout(Duration::from_millis(200), messages.next());
+                assert!(quiet.await.is_err(), "nothing more was sent");
+            }
+            kept.push(heap_now(&region) / SOCKETS as isize);
+        }
+        let (default, configured) = (kept[1], kept[2]);
+        assert!(
+            default < configured + 48 * 1024,
+            "per socket after a burst: {default} bytes kept with the default read buffer, \
+             {configured} with a 128 KiB one"
+        );
+        drop(groups);
+    });
+}
+
 #[test]
 fn a_flood_that_pauses_keeps_its_buffers() {
     const PULSES: u64 = 20;
