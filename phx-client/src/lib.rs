@@ -18,8 +18,8 @@
 //!
 //! When the runtime runs the driver on the application's thread ([`Runtime::shares_thread`],
 //! tokio's current-thread runtime), the driver reads at most a quarter of
-//! [`Builder::channel_capacity`] (at least one frame, at most 1,024), and frames of at most a quarter of
-//! [`Builder::channel_capacity_bytes`], before yielding, so a reader that keeps reading a
+//! [`Builder::channel_capacity`] (at least one frame, at most 1,024), and frames of at most a
+//! quarter of [`Builder::channel_capacity_bytes`], before yielding, so a reader that keeps reading a
 //! channel's messages never lags. On any runtime, the driver also yields as soon as a message
 //! stream it fed is half full (in count or in bytes): a reader in a task on a tokio multi-thread runtime may
 //! be waiting for the very worker the driver runs on (tokio runs a task woken from a worker on

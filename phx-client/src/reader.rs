@@ -58,8 +58,9 @@ const MIN_BUFFER: usize = 16;
 
 /// What the read buffer grows to while reads keep filling it (tungstenite's default buffer):
 /// a flood then takes an eighth of the `recv` calls of a 16 KiB buffer (paired against a
-/// buffer that stays at 16 KiB: 0.958 of the time for a binary flood, 0.945 for JSON). It goes back to the configured size once the connection is
-/// quiet ([`Reader::shrink`]), so an idle connection keeps only that.
+/// buffer that stays at 16 KiB: 0.958 of the time for a binary flood, 0.945 for JSON). It
+/// goes back to the configured size once the connection is quiet ([`Reader::shrink`]), so
+/// an idle connection keeps only that.
 pub(crate) const BURST_BUFFER: usize = 128 * 1024;
 
 /// A frame too large for the read buffer grows its own allocation at least this much at a
