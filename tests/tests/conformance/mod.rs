@@ -756,6 +756,54 @@ pub async fn a_paused_reader_loses_nothing_by_default<R: Runtime + Default>() {
     }
 }
 
+/// A reader that never reads holds up nothing else: its stream keeps what fits and reports the
+/// rest as lost, while the other channel's pushes and broadcasts and the heartbeat (every
+/// 300 ms here) go on, on the same connection.
+pub async fn a_stuck_reader_holds_up_nothing_else<R: Runtime + Default>() {
+    let h = BackgroundServer::start(ServerConfig::default());
+    let socket = builder::<R>(&h)
+        .channel_capacity(64)
+        .connect()
+        .await
+        .unwrap();
+    let (stuck, _) = socket.channel("room:stuck").join().await.unwrap();
+    let mut stuck_messages = stuck.messages();
+    let (other, _) = socket.channel("room:other").join().await.unwrap();
+    let mut other_messages = other.messages();
+    const N: u64 = 5000;
+    // The reply follows the flood: every message has been handled once it resolves.
+    stuck.push("flood", &json!({"n": N})).await.unwrap();
+    for i in 0..6u64 {
+        sleep::<R>(MS(200)).await;
+        let reply = other.push("ping", &json!({"i": i})).await.unwrap();
+        assert_eq!(reply.decode::<Value>().unwrap(), json!({"i": i}));
+        other.cast("shout", &json!({"i": i})).await.unwrap();
+        let m = within::<R, _>(
+            MS(2000),
+            "the other channel's broadcast",
+            other_messages.next(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(m.payload.decode::<Value>().unwrap(), json!({"i": i}));
+    }
+    let stats = socket.stats().await.unwrap();
+    assert_eq!(stats.connects, 1, "the connection stayed up");
+    assert_eq!(stats.heartbeat_timeouts, 0);
+    assert!(stats.last_rtt.is_some(), "heartbeats were answered");
+    let (mut received, mut dropped) = (0u64, 0u64);
+    while received + dropped < N {
+        match within::<R, _>(MS(2000), "the stuck stream", stuck_messages.next()).await {
+            Some(Ok(_)) => received += 1,
+            Some(Err(Lagged(n))) => dropped += n,
+            None => panic!("stream ended"),
+        }
+    }
+    assert_eq!(received, 64, "the stream kept what fits");
+    assert_eq!(dropped, N - 64);
+}
+
 /// Large messages to a reader that does not keep up are bounded by bytes as well as by count:
 /// the stream keeps what fits in `channel_capacity_bytes` and reports the rest as lost, in
 /// place, long before the count would bind.
@@ -1791,6 +1839,7 @@ macro_rules! conformance_suite {
             v1_serializer,
             slow_reader_gets_explicit_lag,
             a_paused_reader_loses_nothing_by_default,
+            a_stuck_reader_holds_up_nothing_else,
             large_messages_are_bounded_by_the_byte_budget,
             retries_while_the_server_refuses,
             dropping_every_handle_closes_the_socket,
