@@ -448,9 +448,17 @@ impl Bench<'_> {
             .into_iter()
             .zip(cases)
             .map(|(repeats, &(id, binary, channels))| {
+                let spread = (repeats.ok.len() > 1).then(|| {
+                    let fps = repeats.ok.iter().map(|r| r.fps);
+                    (
+                        fps.clone().fold(f64::INFINITY, f64::min),
+                        fps.fold(0.0, f64::max),
+                    )
+                });
                 let (median, failures) = repeats.median_by(|a, b| a.fps.total_cmp(&b.fps))?;
                 let median = Rate {
                     runs,
+                    spread,
                     failures,
                     ..median
                 };
@@ -855,7 +863,8 @@ fn markdown_head(cli: &Cli, env: &Env) -> String {
          runs in a process of its own, on its runtime's default (multi-threaded) scheduler.\n\n\
          - **Receive throughput**: the client joins `bench:0` and asks for {} broadcasts \
          (event `msg`, a {}-byte JSON payload, or 100 bytes in a V2 binary frame); the time \
-         from the request to the last broadcast read; median of {} repeats. (a) only counts \
+         from the request to the last broadcast read; median of {} repeats, with the slowest and \
+         fastest in brackets. (a) only counts \
          WebSocket frames; (a') also decodes every envelope (borrowed topic and event, payload \
          left as raw JSON, its end found by a structural skip); phx reads `channel.messages()` \
          and each payload's bytes; the other clients use their own subscription API. A client \

@@ -15,6 +15,9 @@ pub struct Rate {
     pub lagged: u64,
     /// Repeats run.
     pub runs: usize,
+    /// The slowest and fastest of the repeats that completed, when more than one did: a
+    /// median far from either shows a machine that changed speed during the run.
+    pub spread: Option<(f64, f64)>,
     /// Why each repeat that did not complete failed (a client crashing now and then still
     /// gets its figure, with the crashes shown beside it).
     pub failures: Vec<String>,
@@ -131,8 +134,12 @@ fn rate_cells(r: &Outcome<Rate>, a: Option<f64>, a2: Option<f64>) -> [String; 3]
                 ),
                 None => String::new(),
             };
+            let spread = match rate.spread {
+                Some((lo, hi)) => format!(" [{}–{}]", si(lo), si(hi)),
+                None => String::new(),
+            };
             [
-                format!("{}/s{lag}{failed}", si(rate.fps)),
+                format!("{}/s{spread}{lag}{failed}", si(rate.fps)),
                 ratio(a),
                 ratio(a2),
             ]
@@ -505,12 +512,13 @@ mod tests {
             fps: 191_000.0,
             lagged: 5,
             runs: 3,
+            spread: Some((190_000.0, 2_500_000.0)),
             failures: vec!["panicked: called after complete (oneshot.rs:1291:13)".into()],
         });
         let [cell, ratio, _] = rate_cells(&r, Some(1_910_000.0), None);
         assert_eq!(
             cell,
-            "191k/s (5 lost) (1 of 3 runs failed: panicked: called after complete (oneshot.rs:1291:13))"
+            "191k/s [190k–2.50M] (5 lost) (1 of 3 runs failed: panicked: called after complete (oneshot.rs:1291:13))"
         );
         assert_eq!(ratio, "0.10");
     }
