@@ -10,11 +10,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
-use phx_client::Payload;
+use phx_client::{Messages, Payload};
 use phx_tests::server::ServerConfig;
 use phx_tests::server::ws::BackgroundServer;
 use phx_tests::support::read_messages;
-use phx_tokio::{Socket, Tokio};
+use phx_tokio::{Builder, Socket, Tokio};
 use serde_json::json;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -29,17 +29,40 @@ fn heap_now(region: &Region<'_, System>) -> isize {
     s.bytes_allocated as isize - s.bytes_deallocated as isize
 }
 
+/// A socket's settings for `h`.
+fn builder(h: &BackgroundServer) -> Builder {
+    Socket::builder(&h.url())
+        .secret_param("token", "secret")
+        .heartbeat(Duration::from_secs(30))
+}
+
+/// The payload the floods carry.
+fn flood_payload() -> Payload {
+    Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).unwrap()
+}
+
 /// A test server, a socket connected to it, and the payload its floods carry.
 async fn connected() -> (BackgroundServer, Socket, Payload) {
     let h = BackgroundServer::start(ServerConfig::default());
-    let socket = Socket::builder(&h.url())
-        .secret_param("token", "secret")
-        .heartbeat(Duration::from_secs(30))
-        .connect()
-        .await
-        .unwrap();
-    let payload = Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).unwrap();
-    (h, socket, payload)
+    let socket = builder(&h).connect().await.unwrap();
+    (h, socket, flood_payload())
+}
+
+/// Floods `topic` with `n` messages, reads them all from `messages`, and waits until the
+/// connection is quiet: the reader, still waiting on its stream, gives the burst's buffers
+/// back once the connection has had nothing more to read for the grace period (50 ms).
+async fn take_burst(
+    h: &BackgroundServer,
+    topic: &str,
+    payload: &Payload,
+    messages: &mut Messages,
+    n: u64,
+) {
+    h.broadcast_repeated(topic, "flood", payload.clone(), n)
+        .await;
+    read_messages::<Tokio>(messages, n).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(200), messages.next());
+    assert!(quiet.await.is_err(), "nothing more was sent");
 }
 
 #[test]
@@ -59,14 +82,7 @@ fn channels_that_took_a_burst_give_its_buffers_back_once_read() {
             let topic = format!("room:burst{i}");
             let (channel, _) = socket.channel(topic.clone()).join().await.unwrap();
             let mut messages = channel.messages();
-            h.broadcast_repeated(&topic, "flood", payload.clone(), BURST)
-                .await;
-            read_messages::<Tokio>(&mut messages, BURST).await;
-            // Quiet now: the reader, still waiting on its stream, gives the burst's buffers
-            // back once the connection has had nothing more to read for the grace period
-            // (50 ms).
-            let quiet = tokio::time::timeout(Duration::from_millis(200), messages.next());
-            assert!(quiet.await.is_err(), "nothing more was sent");
+            take_burst(&h, &topic, &payload, &mut messages, BURST).await;
             if i == 0 {
                 after_first = heap_now(&region);
             }
@@ -97,15 +113,13 @@ fn sockets_that_took_a_burst_give_their_read_buffer_back_once_quiet() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let h = BackgroundServer::start(ServerConfig::default());
-        let payload = Payload::json(&json!({"user": "alice", "body": "hello", "id": 1})).unwrap();
+        let payload = flood_payload();
         let mut groups = Vec::new();
         // The first group only warms up what every burst grows once.
         for read_buffer in [None, None, Some(128 * 1024)] {
             let mut sockets = Vec::new();
             for _ in 0..SOCKETS {
-                let mut builder = Socket::builder(&h.url())
-                    .secret_param("token", "secret")
-                    .heartbeat(Duration::from_secs(30));
+                let mut builder = builder(&h);
                 if let Some(bytes) = read_buffer {
                     builder = builder.read_buffer_size(bytes);
                 }
@@ -121,11 +135,7 @@ fn sockets_that_took_a_burst_give_their_read_buffer_back_once_quiet() {
         for sockets in &mut groups {
             let region = Region::new(GLOBAL);
             for (topic, _, _, messages) in sockets.iter_mut() {
-                h.broadcast_repeated(topic, "flood", payload.clone(), BURST)
-                    .await;
-                read_messages::<Tokio>(messages, BURST).await;
-                let quiet = tokio::time::timeout(Duration::from_millis(200), messages.next());
-                assert!(quiet.await.is_err(), "nothing more was sent");
+                take_burst(&h, topic, &payload, messages, BURST).await;
             }
             kept.push(heap_now(&region) / SOCKETS as isize);
         }
