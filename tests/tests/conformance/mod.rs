@@ -24,7 +24,7 @@ use phx_client::{
 use phx_proto::{ChannelClosed, ChannelError, CloseReason, V1Json};
 use phx_tests::server::ws::BackgroundServer;
 use phx_tests::server::{ConnectAuth, PresenceOrder, ServerConfig};
-pub use phx_tests::support::{sleep, wait_event, within};
+pub use phx_tests::support::{read_messages, sleep, wait_event, within};
 use serde_json::{Value, json};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -792,14 +792,7 @@ pub async fn a_stuck_reader_holds_up_nothing_else<R: Runtime + Default>() {
     assert_eq!(stats.connects, 1, "the connection stayed up");
     assert_eq!(stats.heartbeat_timeouts, 0);
     assert!(stats.last_rtt.is_some(), "heartbeats were answered");
-    let (mut received, mut dropped) = (0u64, 0u64);
-    while received + dropped < N {
-        match within::<R, _>(MS(2000), "the stuck stream", stuck_messages.next()).await {
-            Some(Ok(_)) => received += 1,
-            Some(Err(Lagged(n))) => dropped += n,
-            None => panic!("stream ended"),
-        }
-    }
+    let (received, dropped) = read_messages::<R>(&mut stuck_messages, N).await;
     assert_eq!(received, 64, "the stream kept what fits");
     assert_eq!(dropped, N - 64);
 }
